@@ -1,0 +1,333 @@
+// Package config holds imnode's configuration: defaults, the YAML file, command-line
+// flags and IMNODE_* environment variables, and their validation.
+//
+// Precedence, lowest to highest: defaults, YAML file (-config), environment, flags.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Example values shipped so that `imnode` alone answers the spec's requests verbatim. A node
+// that binds a non-loopback address with them refuses to start (see Validate).
+const (
+	ExampleSecret       = "tuoyun"
+	ExampleAccessSecret = "imnode-example-signing-key-change-me"
+	ExampleClusterKey   = "imnode-example-cluster-key-change-me"
+)
+
+// Duration is a time.Duration that reads "24h", "500ms" or a number of seconds from YAML.
+type Duration time.Duration
+
+// UnmarshalYAML accepts Go duration strings and plain integers (seconds).
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if secs, err := strconv.ParseInt(n.Value, 10, 64); err == nil {
+		*d = Duration(time.Duration(secs) * time.Second)
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 500ms, 10s, 24h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a Go duration string.
+func (d Duration) MarshalYAML() (interface{}, error) { return time.Duration(d).String(), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// TokenPolicy configures the JWTs issued by auth/*.
+type TokenPolicy struct {
+	// AccessSecret signs tokens (HS256). Every node of a cluster must share it.
+	AccessSecret string `yaml:"accessSecret"`
+	// AccessExpire is the token lifetime in days.
+	AccessExpire int `yaml:"accessExpire"`
+}
+
+// TLS configures HTTPS for the API. Both files set: the API serves TLS.
+type TLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// Raft tunes the consensus layer.
+type Raft struct {
+	// SnapshotThreshold is how many log entries since the last snapshot trigger a new one.
+	SnapshotThreshold uint64 `yaml:"snapshotThreshold"`
+	// SnapshotInterval is how often the threshold is checked.
+	SnapshotInterval Duration `yaml:"snapshotInterval"`
+	// TrailingLogs is how many entries stay in the log after a snapshot, for slow followers.
+	TrailingLogs uint64 `yaml:"trailingLogs"`
+	// SnapshotsRetained is how many snapshot files are kept on disk.
+	SnapshotsRetained int `yaml:"snapshotsRetained"`
+	// MaxAppendEntries caps entries per AppendEntries RPC and per apply batch.
+	MaxAppendEntries int `yaml:"maxAppendEntries"`
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout are raft's timers.
+	HeartbeatTimeout   Duration `yaml:"heartbeatTimeout"`
+	ElectionTimeout    Duration `yaml:"electionTimeout"`
+	LeaderLeaseTimeout Duration `yaml:"leaderLeaseTimeout"`
+	// MaxVoters is how many voters the leader keeps; further members stay non-voters.
+	MaxVoters int `yaml:"maxVoters"`
+	// DeadNodeTimeout, when positive, lets the leader remove a member that gossip has seen
+	// dead for this long, but only while the remaining voters keep a healthy majority.
+	DeadNodeTimeout Duration `yaml:"deadNodeTimeout"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// Config is the whole configuration of one node.
+type Config struct {
+	NodeID          string   `yaml:"nodeID"`
+	DataDir         string   `yaml:"dataDir"`
+	HTTPAddr        string   `yaml:"httpAddr"`
+	RaftAddr        string   `yaml:"raftAddr"`
+	GossipAddr      string   `yaml:"gossipAddr"`
+	Join            []string `yaml:"join"`
+	BootstrapExpect int      `yaml:"bootstrapExpect"`
+
+	// Secret is the shared secret of auth/user_register and auth/user_token (≤ 32 chars).
+	Secret string `yaml:"secret"`
+	// AppManagerUID lists the app administrators' uids.
+	AppManagerUID []string    `yaml:"appManagerUid"`
+	TokenPolicy   TokenPolicy `yaml:"tokenPolicy"`
+
+	// ClusterKey authenticates calls between nodes (forwarded writes, read index, internal
+	// routes). Every node of a cluster must share it.
+	ClusterKey string `yaml:"clusterKey"`
+	// GossipKey, when set, encrypts memberlist traffic (base64 of 16, 24 or 32 bytes).
+	GossipKey string `yaml:"gossipKey"`
+	TLS       TLS    `yaml:"tls"`
+
+	// IdempotencyRetention is how long an operationID is remembered for deduplication.
+	IdempotencyRetention Duration `yaml:"idempotencyRetention"`
+	// MaxBodyBytes caps request bodies; larger ones get HTTP 413.
+	MaxBodyBytes int `yaml:"maxBodyBytes"`
+	// ApplyTimeout bounds how long a write waits for a leader and a commit.
+	ApplyTimeout Duration `yaml:"applyTimeout"`
+	// ReadTimeout bounds how long a linearizable read waits for the leader's commit index.
+	ReadTimeout Duration `yaml:"readTimeout"`
+	// MetricsToken, when true, puts /metrics behind the admin token.
+	MetricsRequireToken bool `yaml:"metricsRequireToken"`
+	// Pprof serves /debug/pprof/* (behind the admin token) when true.
+	Pprof bool `yaml:"pprof"`
+	// LeaveOnTerminate makes SIGTERM leave the cluster (removed from the raft configuration);
+	// SIGINT always stops without leaving.
+	LeaveOnTerminate bool `yaml:"leaveOnTerminate"`
+
+	// WebSocket limits (client delivery).
+	MaxConnections   int `yaml:"maxConnections"`
+	MaxFrameBytes    int `yaml:"maxFrameBytes"`
+	SendBufferFrames int `yaml:"sendBufferFrames"`
+
+	Raft Raft `yaml:"raft"`
+	Log  Log  `yaml:"log"`
+}
+
+// Default returns the configuration `imnode` runs with when given nothing.
+func Default() Config {
+	return Config{
+		NodeID:          "node1",
+		DataDir:         "data/node1",
+		HTTPAddr:        "127.0.0.1:10002",
+		RaftAddr:        "127.0.0.1:10003",
+		GossipAddr:      "127.0.0.1:10004",
+		BootstrapExpect: 1,
+		Secret:          ExampleSecret,
+		AppManagerUID:   []string{"openIM123456", "openIM654321"},
+		TokenPolicy:     TokenPolicy{AccessSecret: ExampleAccessSecret, AccessExpire: 90},
+		ClusterKey:      ExampleClusterKey,
+
+		IdempotencyRetention: Duration(24 * time.Hour),
+		MaxBodyBytes:         1 << 20,
+		ApplyTimeout:         Duration(5 * time.Second),
+		ReadTimeout:          Duration(5 * time.Second),
+		LeaveOnTerminate:     true,
+
+		MaxConnections:   50000,
+		MaxFrameBytes:    64 << 10,
+		SendBufferFrames: 256,
+
+		Raft: Raft{
+			SnapshotThreshold:  8192,
+			SnapshotInterval:   Duration(30 * time.Second),
+			TrailingLogs:       10240,
+			SnapshotsRetained:  2,
+			MaxAppendEntries:   256,
+			HeartbeatTimeout:   Duration(1000 * time.Millisecond),
+			ElectionTimeout:    Duration(1000 * time.Millisecond),
+			LeaderLeaseTimeout: Duration(500 * time.Millisecond),
+			MaxVoters:          5,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load builds the configuration from defaults, the -config file, IMNODE_* variables and
+// the flags in args (without the program name).
+func Load(args []string) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet("imnode", flag.ContinueOnError)
+	path := fs.String("config", "", "YAML config file")
+	nodeID := fs.String("node-id", c.NodeID, "unique, stable node ID")
+	dataDir := fs.String("data-dir", c.DataDir, "data directory (raft.db, snapshots/, fsm.db)")
+	httpAddr := fs.String("http-addr", c.HTTPAddr, "API listen address")
+	raftAddr := fs.String("raft-addr", c.RaftAddr, "raft transport address")
+	gossipAddr := fs.String("gossip-addr", c.GossipAddr, "memberlist address (TCP and UDP)")
+	join := fs.String("join", "", "comma-separated gossip addresses of existing members")
+	expect := fs.Int("bootstrap-expect", c.BootstrapExpect, "servers to wait for before bootstrapping a new cluster")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *path != "" {
+		b, err := os.ReadFile(*path)
+		if err != nil {
+			return c, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", *path, err)
+		}
+	}
+	applyEnv(&c)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["node-id"] {
+		c.NodeID = *nodeID
+	}
+	if set["data-dir"] {
+		c.DataDir = *dataDir
+	} else if set["node-id"] && c.DataDir == Default().DataDir && *path == "" {
+		c.DataDir = "data/" + c.NodeID
+	}
+	if set["http-addr"] {
+		c.HTTPAddr = *httpAddr
+	}
+	if set["raft-addr"] {
+		c.RaftAddr = *raftAddr
+	}
+	if set["gossip-addr"] {
+		c.GossipAddr = *gossipAddr
+	}
+	if set["join"] {
+		c.Join = splitList(*join)
+	}
+	if set["bootstrap-expect"] {
+		c.BootstrapExpect = *expect
+	}
+	return c, c.Validate()
+}
+
+func applyEnv(c *Config) {
+	str := map[string]*string{
+		"IMNODE_NODE_ID": &c.NodeID, "IMNODE_DATA_DIR": &c.DataDir, "IMNODE_HTTP_ADDR": &c.HTTPAddr,
+		"IMNODE_RAFT_ADDR": &c.RaftAddr, "IMNODE_GOSSIP_ADDR": &c.GossipAddr, "IMNODE_SECRET": &c.Secret,
+		"IMNODE_ACCESS_SECRET": &c.TokenPolicy.AccessSecret, "IMNODE_CLUSTER_KEY": &c.ClusterKey,
+		"IMNODE_GOSSIP_KEY": &c.GossipKey, "IMNODE_LOG_LEVEL": &c.Log.Level, "IMNODE_LOG_FORMAT": &c.Log.Format,
+	}
+	for k, p := range str {
+		if v, ok := os.LookupEnv(k); ok {
+			*p = v
+		}
+	}
+	if v, ok := os.LookupEnv("IMNODE_JOIN"); ok {
+		c.Join = splitList(v)
+	}
+	if v, ok := os.LookupEnv("IMNODE_BOOTSTRAP_EXPECT"); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			c.BootstrapExpect = n
+		}
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate reports the first setting that cannot work, in words an operator can act on.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "" || len(c.NodeID) > 64:
+		return errors.New("nodeID must be 1 to 64 characters")
+	case c.DataDir == "":
+		return errors.New("dataDir must be set")
+	case c.BootstrapExpect < 1:
+		return errors.New("bootstrapExpect must be at least 1")
+	case c.Secret == "" || len(c.Secret) > 32:
+		return errors.New("secret must be 1 to 32 characters")
+	case c.TokenPolicy.AccessSecret == "":
+		return errors.New("tokenPolicy.accessSecret must be set")
+	case c.TokenPolicy.AccessExpire < 1:
+		return errors.New("tokenPolicy.accessExpire must be at least 1 (days)")
+	case len(c.AppManagerUID) == 0:
+		return errors.New("appManagerUid must name at least one administrator uid")
+	case c.ClusterKey == "":
+		return errors.New("clusterKey must be set")
+	case c.MaxBodyBytes < 1024:
+		return errors.New("maxBodyBytes must be at least 1024")
+	case c.ApplyTimeout <= 0 || c.ReadTimeout <= 0:
+		return errors.New("applyTimeout and readTimeout must be positive")
+	case c.Raft.MaxVoters < 1:
+		return errors.New("raft.maxVoters must be at least 1")
+	case c.Raft.MaxAppendEntries < 1 || c.Raft.MaxAppendEntries > 1024:
+		return errors.New("raft.maxAppendEntries must be 1 to 1024")
+	case c.Log.Format != "text" && c.Log.Format != "json":
+		return errors.New("log.format must be text or json")
+	case (c.TLS.CertFile == "") != (c.TLS.KeyFile == ""):
+		return errors.New("tls.certFile and tls.keyFile go together")
+	}
+	for _, a := range []struct{ name, addr string }{{"httpAddr", c.HTTPAddr}, {"raftAddr", c.RaftAddr}, {"gossipAddr", c.GossipAddr}} {
+		host, _, err := net.SplitHostPort(a.addr)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", a.name, a.addr, err)
+		}
+		if !isLoopback(host) {
+			switch {
+			case c.Secret == ExampleSecret:
+				return fmt.Errorf("%s %s is not a loopback address and secret is the example %q: set your own secret", a.name, a.addr, ExampleSecret)
+			case c.TokenPolicy.AccessSecret == ExampleAccessSecret:
+				return fmt.Errorf("%s %s is not a loopback address and tokenPolicy.accessSecret is the example key: set your own", a.name, a.addr)
+			case c.ClusterKey == ExampleClusterKey:
+				return fmt.Errorf("%s %s is not a loopback address and clusterKey is the example key: set your own", a.name, a.addr)
+			}
+		}
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

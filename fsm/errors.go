@@ -1,0 +1,49 @@
+package fsm
+
+import "errors"
+
+// Domain errors: the business outcomes a command or query can end in. They travel between
+// nodes (forwarded writes, idempotency records) by name, so names never change.
+var (
+	// ErrInvalidArgument: the command breaks a rule the FSM checks (for example a group
+	// without exactly one owner). httpapi validates first, so this is a last line.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrUserNotFound: a uid that must exist does not.
+	ErrUserNotFound = errors.New("user not found")
+	// ErrUserExists: registering a uid that exists.
+	ErrUserExists = errors.New("user already registered")
+	// ErrGroupNotFound: unknown groupID.
+	ErrGroupNotFound = errors.New("group not found")
+	// ErrNotGroupMember: a group send by a non-member.
+	ErrNotGroupMember = errors.New("sender is not a member of the group")
+	// ErrSelf: befriending or blocking oneself.
+	ErrSelf = errors.New("cannot do this with yourself")
+	// ErrBlocked: a single-chat send to a user who blacklisted the sender.
+	ErrBlocked = errors.New("blocked by the receiver")
+	// ErrRecordNotFound: a referenced record that is neither a user nor a group.
+	ErrRecordNotFound = errors.New("record not found")
+)
+
+var errorsByName = map[string]error{
+	"InvalidArgument": ErrInvalidArgument,
+	"UserNotFound":    ErrUserNotFound,
+	"UserExists":      ErrUserExists,
+	"GroupNotFound":   ErrGroupNotFound,
+	"NotGroupMember":  ErrNotGroupMember,
+	"Self":            ErrSelf,
+	"Blocked":         ErrBlocked,
+	"RecordNotFound":  ErrRecordNotFound,
+}
+
+// ErrorName returns the stable name of a domain error, or "" if err is not one.
+func ErrorName(err error) string {
+	for name, e := range errorsByName {
+		if errors.Is(err, e) {
+			return name
+		}
+	}
+	return ""
+}
+
+// ErrorByName returns the domain error with that name, or nil.
+func ErrorByName(name string) error { return errorsByName[name] }

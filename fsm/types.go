@@ -1,0 +1,120 @@
+package fsm
+
+// User is a registered user.
+type User struct {
+	UID    string
+	Name   string
+	Icon   string
+	Gender int32
+	Mobile string
+	Birth  string
+	Email  string
+	Ex     string
+	// RegIndex is the raft index of the registration. Tokens carry it, so a token dies with
+	// its user even if the uid is registered again.
+	RegIndex uint64
+	// CreateTime is the registration's log time (Unix nanoseconds).
+	CreateTime int64
+}
+
+// Group is a group's profile.
+type Group struct {
+	GroupID      string
+	Name         string
+	Introduction string
+	Notification string
+	FaceURL      string
+	OwnerUID     string
+	CreateTime   int64
+	MemberCount  int
+}
+
+// Group roles.
+const (
+	RoleMember int32 = 0
+	RoleOwner  int32 = 1
+	RoleAdmin  int32 = 2
+)
+
+// GroupMember is one member of a group.
+type GroupMember struct {
+	GroupID  string
+	UID      string
+	Role     int32
+	JoinTime int64
+}
+
+// Session types.
+const (
+	SessionSingle int32 = 1
+	SessionGroup  int32 = 2
+)
+
+// Message is a stored message.
+type Message struct {
+	ConversationID string
+	Seq            uint64
+	MsgID          string
+	SendID         string
+	RecvID         string
+	SenderNickName string
+	SenderFaceURL  string
+	SessionType    int32
+	ContentType    int32
+	Content        []byte
+	ForceList      []string
+	// SendTime is Unix nanoseconds from the log entry, never decreasing in a conversation.
+	SendTime int64
+}
+
+// ConversationSeq is one conversation of a user with its newest seq.
+type ConversationSeq struct {
+	ConversationID string
+	MaxSeq         uint64
+}
+
+// UIDResult is the per-uid outcome of invite and kick: 0 done, -1 not done.
+type UIDResult struct {
+	UID    string
+	Result int32
+}
+
+// Result is what Apply returns for every command, and what an idempotency record stores.
+// Err is the name of a domain error ("" on success); use Error() to get it back.
+type Result struct {
+	Err string
+
+	UID            string
+	RegIndex       uint64
+	GroupID        string
+	MsgID          string
+	SendTime       int64
+	Seq            uint64
+	ConversationID string
+	Failed         []string
+	Results        []UIDResult
+	// Replayed is true when the result came from an idempotency record, not a new apply.
+	Replayed bool
+}
+
+// Error returns the domain error the result carries, or nil.
+func (r *Result) Error() error {
+	if r == nil || r.Err == "" {
+		return nil
+	}
+	if e := ErrorByName(r.Err); e != nil {
+		return e
+	}
+	return ErrInvalidArgument
+}
+
+// SingleConversationID is the conversation of two users: si_<a>_<b>, the uids sorted.
+func SingleConversationID(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return "si_" + a + "_" + b
+}
+
+// GroupConversationID is a group's conversation: sg_<groupID>.
+func GroupConversationID(groupID string) string { return "sg_" + groupID }
