@@ -1,0 +1,244 @@
+// Package cluster finds the other imnode servers with memberlist gossip and turns gossip
+// membership into raft membership: it bootstraps a new cluster once -bootstrap-expect
+// servers are visible, and on the leader it runs the reconcile loop that adds new members
+// (non-voter first, voter once it has been seen healthy) and removes members that left.
+//
+// Each node advertises its ID, raft and HTTP addresses, and whether it already belongs to
+// a cluster, in its gossip metadata. A node with no raft state that sees a member already in
+// a cluster never bootstraps: it waits for the leader to add it.
+package cluster
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/imnode/imnode/config"
+	"github.com/imnode/imnode/node"
+)
+
+// Meta is the gossip metadata of one member.
+type Meta struct {
+	NodeID    string `json:"id"`
+	RaftAddr  string `json:"raft"`
+	HTTPAddr  string `json:"http"`
+	InCluster bool   `json:"in"`
+}
+
+// Cluster is this node's gossip membership.
+type Cluster struct {
+	cfg  config.Config
+	n    *node.Node
+	log  *slog.Logger
+	ml   *memberlist.Memberlist
+	meta atomic.Pointer[Meta]
+
+	mu       sync.Mutex
+	left     map[string]time.Time // members that left gracefully, until removed from raft
+	deadAt   map[string]time.Time // members gossip reports dead, since when
+	seenAsNV map[string]int       // reconcile rounds a non-voter has been seen alive
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// New starts memberlist on cfg.GossipAddr. Call Start to join and run the loops.
+func New(cfg config.Config, n *node.Node, logger *slog.Logger) (*Cluster, error) {
+	c := &Cluster{cfg: cfg, n: n, log: logger, left: map[string]time.Time{}, deadAt: map[string]time.Time{},
+		seenAsNV: map[string]int{}, stop: make(chan struct{})}
+	c.meta.Store(&Meta{NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, HTTPAddr: cfg.HTTPAddr, InCluster: n.HasState()})
+
+	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip address %q: %w", cfg.GossipAddr, err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	mc := memberlist.DefaultLANConfig()
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		mc = memberlist.DefaultLocalConfig()
+	}
+	mc.Name = cfg.NodeID
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	mc.Delegate = &delegate{c: c}
+	mc.Events = &events{c: c}
+	mc.Logger = log.New(io.Discard, "", 0)
+	if cfg.Log.Level == "debug" {
+		mc.Logger = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
+	}
+	if cfg.GossipKey != "" {
+		key, err := base64.StdEncoding.DecodeString(cfg.GossipKey)
+		if err != nil {
+			return nil, fmt.Errorf("gossipKey is not base64: %w", err)
+		}
+		mc.SecretKey = key
+	}
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("gossip listen %s: %w", cfg.GossipAddr, err)
+	}
+	mc.Transport = &boundTransport{NetTransport: nt, dial: node.LocalDialer(host)}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		_ = nt.Shutdown()
+		return nil, fmt.Errorf("start gossip: %w", err)
+	}
+	c.ml = ml
+	n.SetMembers(c)
+	return c, nil
+}
+
+// boundTransport makes memberlist's TCP connections leave from the node's own IP, like
+// raft's (see node.LocalDialer).
+type boundTransport struct {
+	*memberlist.NetTransport
+	dial func(addr string) (net.Conn, error)
+}
+
+func (t *boundTransport) DialTimeout(addr string, _ time.Duration) (net.Conn, error) {
+	return t.dial(addr)
+}
+
+func (t *boundTransport) DialAddressTimeout(a memberlist.Address, _ time.Duration) (net.Conn, error) {
+	return t.dial(a.Addr)
+}
+
+// Start joins the -join addresses (retrying in the background until one answers) and starts
+// the bootstrap and reconcile loops.
+func (c *Cluster) Start() {
+	c.wg.Add(2)
+	go c.joinLoop()
+	go c.mainLoop()
+}
+
+func (c *Cluster) joinLoop() {
+	defer c.wg.Done()
+	if len(c.cfg.Join) == 0 {
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		n, err := c.ml.Join(c.cfg.Join)
+		if n > 0 {
+			c.log.Info("joined gossip", "contacted", n)
+			return
+		}
+		if attempt%10 == 0 {
+			c.log.Warn("join: no member answered yet, retrying", "join", c.cfg.Join, "err", err)
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Members implements node.MemberSource.
+func (c *Cluster) Members() []node.MemberInfo {
+	var out []node.MemberInfo
+	for _, m := range c.ml.Members() {
+		meta, ok := decodeMeta(m.Meta)
+		if !ok {
+			continue
+		}
+		out = append(out, node.MemberInfo{NodeID: meta.NodeID, HTTPAddr: meta.HTTPAddr, RaftAddr: meta.RaftAddr,
+			GossipAddr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), Gossip: stateName(m.State)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "dead"
+}
+
+func decodeMeta(b []byte) (Meta, bool) {
+	var m Meta
+	if len(b) == 0 || json.Unmarshal(b, &m) != nil || m.NodeID == "" {
+		return m, false
+	}
+	return m, true
+}
+
+// Leave announces a graceful departure to the other members and waits for it to spread.
+func (c *Cluster) Leave(timeout time.Duration) error { return c.ml.Leave(timeout) }
+
+// Shutdown stops the loops and memberlist.
+func (c *Cluster) Shutdown() error {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	c.wg.Wait()
+	return c.ml.Shutdown()
+}
+
+func (c *Cluster) setInCluster() {
+	old := c.meta.Load()
+	if old.InCluster {
+		return
+	}
+	m := *old
+	m.InCluster = true
+	c.meta.Store(&m)
+	if err := c.ml.UpdateNode(2 * time.Second); err != nil {
+		c.log.Warn("gossip metadata update", "err", err)
+	}
+}
+
+// delegate serves this node's metadata to gossip.
+type delegate struct{ c *Cluster }
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(d.c.meta.Load())
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (d *delegate) NotifyMsg([]byte)                {}
+func (d *delegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (d *delegate) LocalState(bool) []byte          { return nil }
+func (d *delegate) MergeRemoteState([]byte, bool)   {}
+
+// events records graceful leaves and deaths for the reconcile loop.
+type events struct{ c *Cluster }
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	e.c.mu.Lock()
+	delete(e.c.left, n.Name)
+	delete(e.c.deadAt, n.Name)
+	e.c.mu.Unlock()
+}
+
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	e.c.mu.Lock()
+	if n.State == memberlist.StateLeft {
+		e.c.left[n.Name] = time.Now()
+	} else {
+		e.c.deadAt[n.Name] = time.Now()
+	}
+	e.c.mu.Unlock()
+}
+
+func (e *events) NotifyUpdate(*memberlist.Node) {}

@@ -1,0 +1,143 @@
+// Command imnode is an instant-messaging server speaking the OpenIM Server API, replicated
+// over raft. Run alone it is a one-node cluster; see README.md for clusters.
+//
+//	imnode [flags]                      serve (flags in DESIGN.md §2, or -config FILE)
+//	imnode restore -data-dir DIR FILE   turn a backup into a data dir for a new cluster
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/imnode/imnode/cluster"
+	"github.com/imnode/imnode/config"
+	"github.com/imnode/imnode/fsm"
+	"github.com/imnode/imnode/httpapi"
+	"github.com/imnode/imnode/node"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "restore" {
+		if err := restore(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "imnode restore:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cfg, err := config.Load(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "imnode:", err)
+		os.Exit(2)
+	}
+	logger := newLogger(cfg.Log)
+	if err := run(cfg, logger); err != nil {
+		logger.Error("imnode stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// run starts every layer, serves until a signal, and stops them in reverse order.
+func run(cfg config.Config, logger *slog.Logger) error {
+	logger = logger.With("node", cfg.NodeID)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	f, err := fsm.Open(filepath.Join(cfg.DataDir, "fsm.db"), fsm.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := node.New(node.Options{Config: cfg, FSM: f, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer n.Shutdown()
+	cl, err := cluster.New(cfg, n, logger)
+	if err != nil {
+		return err
+	}
+	defer cl.Shutdown()
+	api := httpapi.New(cfg, n, logger)
+	n.Register(api.Registry())
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- api.Serve(ln) }()
+	cl.Start()
+	logger.Info("imnode started", "http", cfg.HTTPAddr, "raft", cfg.RaftAddr, "gossip", cfg.GossipAddr,
+		"dataDir", cfg.DataDir, "bootstrapExpect", cfg.BootstrapExpect, "join", strings.Join(cfg.Join, ","))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	var got os.Signal
+	select {
+	case got = <-sig:
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+	leave := got == syscall.SIGTERM && cfg.LeaveOnTerminate
+	logger.Info("stopping", "signal", got.String(), "leaveCluster", leave)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := api.Shutdown(ctx); err != nil {
+		logger.Warn("http drain", "err", err)
+	}
+	if leave {
+		leaveCluster(n, cl, logger)
+	}
+	return nil
+}
+
+// leaveCluster hands over leadership, tells gossip we leave, and waits (bounded) until the
+// leader has removed us from the raft configuration.
+func leaveCluster(n *node.Node, cl *cluster.Cluster, logger *slog.Logger) {
+	if n.IsLeader() {
+		if err := n.TransferLeadership(); err != nil {
+			logger.Warn("leadership transfer", "err", err)
+		}
+	}
+	if err := cl.Leave(3 * time.Second); err != nil {
+		logger.Warn("gossip leave", "err", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		servers, err := n.Servers()
+		if err != nil {
+			break
+		}
+		in := false
+		for _, s := range servers {
+			in = in || string(s.ID) == n.ID()
+		}
+		if !in || len(servers) == 1 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,163 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Servers returns the raft configuration: ID -> suffrage ("voter" or "nonvoter") and
+// address.
+func (n *Node) Servers() ([]raft.Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	return f.Configuration().Servers, nil
+}
+
+// AddVoter adds or promotes a voter (leader only).
+func (n *Node) AddVoter(id, raftAddr string) error {
+	return n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 10*time.Second).Error()
+}
+
+// AddNonvoter adds a non-voter (leader only).
+func (n *Node) AddNonvoter(id, raftAddr string) error {
+	return n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 10*time.Second).Error()
+}
+
+// RemoveServer removes id from the raft configuration. On a follower it answers
+// ErrNotApplied; an ID that is not configured is ErrUnknownServer.
+func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	servers, err := n.Servers()
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, s := range servers {
+		found = found || string(s.ID) == id
+	}
+	if !found {
+		return ErrUnknownServer
+	}
+	if !n.IsLeader() {
+		return fmt.Errorf("remove_node must reach the leader (%s): %w", n.Leader(), ErrNotApplied)
+	}
+	err = n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error()
+	if err != nil && notApplied(err) {
+		return ErrNotApplied
+	}
+	return err
+}
+
+// TransferLeadership hands leadership to another voter (used before leaving).
+func (n *Node) TransferLeadership() error {
+	if !n.IsLeader() {
+		return nil
+	}
+	return n.raft.LeadershipTransfer().Error()
+}
+
+// Ready reports whether the node knows a leader and has applied close to the commit index.
+func (n *Node) Ready() bool {
+	if n.Leader() == "" {
+		return false
+	}
+	return n.fsm.AppliedIndex()+64 >= n.raft.CommitIndex()
+}
+
+// Status joins raft's view with gossip's into the /cluster/status answer.
+func (n *Node) Status() Status {
+	leaderAddr, leaderID := n.raft.LeaderWithID()
+	st := Status{
+		NodeID:       n.id,
+		State:        stateName(n.raft.State()),
+		Term:         n.raft.CurrentTerm(),
+		LeaderID:     string(leaderID),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.AppliedIndex(),
+		LastIndex:    n.raft.LastIndex(),
+	}
+	_ = leaderAddr
+	gossip := map[string]MemberInfo{}
+	for _, m := range n.memberList() {
+		gossip[m.NodeID] = m
+		if m.NodeID == st.LeaderID {
+			st.LeaderHTTPAddr = m.HTTPAddr
+		}
+	}
+	seen := map[string]bool{}
+	servers, _ := n.Servers()
+	for _, s := range servers {
+		id := string(s.ID)
+		seen[id] = true
+		m := Member{MemberInfo: gossip[id], Role: RoleVoter}
+		m.NodeID, m.RaftAddr = id, string(s.Address)
+		if m.Gossip == "" {
+			m.Gossip = "unknown"
+		}
+		switch {
+		case id == st.LeaderID:
+			m.Role = RoleLeader
+		case s.Suffrage != raft.Voter:
+			m.Role = RoleNonvoter
+		}
+		st.Members = append(st.Members, m)
+	}
+	for id, g := range gossip {
+		if !seen[id] {
+			st.Members = append(st.Members, Member{MemberInfo: g, Role: RoleNone})
+		}
+	}
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].NodeID < st.Members[j].NodeID })
+	return st
+}
+
+func stateName(s raft.RaftState) string {
+	switch s {
+	case raft.Leader:
+		return "leader"
+	case raft.Candidate:
+		return "candidate"
+	case raft.Shutdown:
+		return "shutdown"
+	}
+	return "follower"
+}
+
+// Backup writes a consistent copy of the whole state (a bbolt file) to w, after a
+// linearizable read barrier so that it holds every write acknowledged before the call.
+func (n *Node) Backup(w io.Writer) error {
+	if err := n.ConsistentRead(context.Background()); err != nil {
+		return err
+	}
+	snap, err := n.fsm.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Release()
+	sink := &writerSink{w: w}
+	if err := snap.Persist(sink); err != nil {
+		return err
+	}
+	if sink.cancelled {
+		return errors.New("backup cancelled")
+	}
+	return nil
+}
+
+// writerSink adapts an io.Writer to raft.SnapshotSink for Backup.
+type writerSink struct {
+	w         io.Writer
+	cancelled bool
+}
+
+func (s *writerSink) Write(p []byte) (int, error) { return s.w.Write(p) }
+func (s *writerSink) Close() error                { return nil }
+func (s *writerSink) ID() string                  { return "backup" }
+func (s *writerSink) Cancel() error               { s.cancelled = true; return nil }

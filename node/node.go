@@ -1,0 +1,299 @@
+// Package node runs raft for one imnode server: its log and stable store (raft-boltdb/v2),
+// its snapshot store and transport; it proposes commands and returns the FSM's results,
+// forwards writes from followers to the leader, serves linearizable reads on every node and
+// changes raft membership. See DESIGN.md beside this file for the why.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/imnode/imnode/config"
+	"github.com/imnode/imnode/fsm"
+)
+
+// ForwardFunc sends an internal call to the node with ID leaderID and returns the reply
+// body. An error wrapping ErrNotSent proves the call never reached the leader.
+type ForwardFunc func(ctx context.Context, leaderID, path string, body []byte) ([]byte, error)
+
+// ErrNotSent marks a forwarding failure that happened before the request left this node.
+var ErrNotSent = errors.New("request not sent")
+
+// Options are the dependencies of a Node.
+type Options struct {
+	Config config.Config
+	FSM    *fsm.FSM
+	Logger *slog.Logger
+	// Transport replaces the TCP transport (tests use raft's in-memory transport).
+	Transport raft.Transport
+	// Forward replaces HTTP forwarding to the leader (tests call the leader directly).
+	Forward ForwardFunc
+	// InmemStores keeps the raft log and snapshots in memory (tests only).
+	InmemStores bool
+}
+
+// Node is one raft server with its FSM.
+type Node struct {
+	cfg    config.Config
+	id     string
+	fsm    *fsm.FSM
+	log    *slog.Logger
+	raft   *raft.Raft
+	trans  raft.Transport
+	closer []io.Closer
+
+	hasState bool
+	forward  ForwardFunc
+	members  atomic.Pointer[memberHolder]
+
+	leaderReads   coalescer
+	followerReads coalescer
+	readyTerm     atomic.Uint64
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	metrics  *Metrics
+}
+
+type memberHolder struct{ src MemberSource }
+
+// New opens the raft stores under cfg.DataDir and starts raft. It does not bootstrap: see
+// Bootstrap and HasState.
+func New(o Options) (*Node, error) {
+	cfg := o.Config
+	n := &Node{cfg: cfg, id: cfg.NodeID, fsm: o.FSM, log: o.Logger, forward: o.Forward, stop: make(chan struct{})}
+	if n.log == nil {
+		n.log = slog.Default()
+	}
+	n.metrics = newMetrics()
+	n.leaderReads.fetch = n.leaderReadIndex
+	n.followerReads.fetch = n.forwardReadIndex
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.Raft.HeartbeatTimeout.D()
+	rc.ElectionTimeout = cfg.Raft.ElectionTimeout.D()
+	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout.D()
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.MaxAppendEntries = cfg.Raft.MaxAppendEntries
+	rc.BatchApplyCh = true
+	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
+	rc.SnapshotInterval = cfg.Raft.SnapshotInterval.D()
+	rc.TrailingLogs = cfg.Raft.TrailingLogs
+	// The FSM keeps its own durable file and skips entries it already applied, so raft
+	// need not reload the last snapshot at start (restart time does not grow with history).
+	rc.NoSnapshotRestoreOnStart = true
+	rc.Logger = hclog.New(&hclog.LoggerOptions{
+		Name: "raft", Level: hclog.LevelFromString(raftLogLevel(cfg.Log.Level)),
+		Output: os.Stderr, JSONFormat: cfg.Log.Format == "json",
+	})
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if o.InmemStores {
+		ms := raft.NewInmemStore()
+		logs, stable, snaps = ms, ms, raft.NewInmemSnapshotStore()
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		bs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+		if err != nil {
+			return nil, fmt.Errorf("open raft.db: %w", err)
+		}
+		n.closer = append(n.closer, bs)
+		cache, err := raft.NewLogCache(1024, bs)
+		if err != nil {
+			return nil, err
+		}
+		logs, stable = cache, bs
+		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.Raft.SnapshotsRetained, rc.Logger.Named("snapshots"))
+		if err != nil {
+			return nil, fmt.Errorf("snapshot store: %w", err)
+		}
+		snaps = fss
+	}
+	if err := n.catchUpFromSnapshot(snaps); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+
+	n.trans = o.Transport
+	if n.trans == nil {
+		stream, err := newBoundStream(cfg.RaftAddr)
+		if err != nil {
+			n.closeStores()
+			return nil, err
+		}
+		n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: stream, MaxPool: 5, Timeout: 10 * time.Second, Logger: rc.Logger.Named("transport"),
+		})
+	}
+	hasState, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	n.hasState = hasState
+	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, n.trans)
+	if err != nil {
+		n.closeStores()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	if n.forward == nil {
+		n.forward = newHTTPForwarder(n).forward
+	}
+	n.wg.Add(1)
+	go n.leaderDuties()
+	return n, nil
+}
+
+func raftLogLevel(l string) string {
+	if l == "debug" {
+		return "debug"
+	}
+	return "warn"
+}
+
+// catchUpFromSnapshot restores the newest snapshot into the FSM when the FSM file is behind
+// it (a lost or replaced fsm.db). Raft itself does not restore at start (see New).
+func (n *Node) catchUpFromSnapshot(snaps raft.SnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	if list[0].Index <= n.fsm.AppliedIndex() {
+		return nil
+	}
+	_, rc, err := snaps.Open(list[0].ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
+	}
+	n.log.Info("fsm behind the latest snapshot, restoring it", "fsmApplied", n.fsm.AppliedIndex(), "snapshot", list[0].Index)
+	return n.fsm.Restore(rc)
+}
+
+func (n *Node) closeStores() {
+	for _, c := range n.closer {
+		_ = c.Close()
+	}
+}
+
+// SetMembers connects the gossip layer, used to find other nodes' HTTP addresses.
+func (n *Node) SetMembers(src MemberSource) { n.members.Store(&memberHolder{src}) }
+
+func (n *Node) memberList() []MemberInfo {
+	if h := n.members.Load(); h != nil && h.src != nil {
+		return h.src.Members()
+	}
+	return nil
+}
+
+// ID is this node's ID.
+func (n *Node) ID() string { return n.id }
+
+// FSM is this node's state machine, for local reads.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Raft exposes the raft instance to the cluster layer and tests.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// HasState reports whether this node had raft state when it started; such a node never
+// bootstraps.
+func (n *Node) HasState() bool { return n.hasState }
+
+// IsLeader reports whether this node is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's ID, or "" when none is known.
+func (n *Node) Leader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// Bootstrap starts a new cluster whose voters are servers (id -> raft address). Every node
+// of a new cluster may call it with the same set.
+func (n *Node) Bootstrap(servers map[string]string) error {
+	var conf raft.Configuration
+	for id, addr := range servers {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
+	}
+	err := n.raft.BootstrapCluster(conf).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return nil
+	}
+	if err == nil {
+		n.hasState = true
+	}
+	return err
+}
+
+// Shutdown stops raft and closes the stores. The FSM is the caller's to close.
+func (n *Node) Shutdown() error {
+	var err error
+	n.stopOnce.Do(func() {
+		close(n.stop)
+		n.wg.Wait()
+		err = n.raft.Shutdown().Error()
+		if c, ok := n.trans.(io.Closer); ok {
+			_ = c.Close()
+		}
+		n.closeStores()
+	})
+	return err
+}
+
+// leaderDuties runs periodic work that only the leader does: proposing the pruning of old
+// idempotency records (through the log, so every node prunes the same records).
+func (n *Node) leaderDuties() {
+	defer n.wg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+		if !n.IsLeader() {
+			continue
+		}
+		before := time.Now().Add(-n.cfg.IdempotencyRetention.D()).UnixNano()
+		cmd, err := fsm.Encode(fsm.CmdPruneIdempotency, nil, fsm.PruneIdempotency{Before: before})
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
+		if _, err := n.Propose(ctx, cmd); err != nil {
+			n.log.Warn("prune idempotency records", "err", err)
+		}
+		cancel()
+	}
+}
+
+// hostOf returns the host part of addr, or addr.
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return h
+}

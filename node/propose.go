@@ -1,0 +1,260 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/imnode/imnode/fsm"
+)
+
+// Internal paths served by HandleInternal (under /internal/ on the HTTP API).
+const (
+	PathPropose   = "/internal/propose"
+	PathReadIndex = "/internal/read_index"
+)
+
+// reply statuses of internal calls.
+const (
+	replyOK         = 0
+	replyNotApplied = 1 // not leader, transfer in progress, queue full: certainly not applied
+	replyUnknown    = 2 // leadership lost after the entry was appended
+	replyError      = 3 // a bug or I/O failure on the leader
+)
+
+type internalReply struct {
+	Status uint8
+	Result *fsm.Result
+	Index  uint64
+	Err    string
+}
+
+// outcome sorts raft's errors into "certainly not applied" (safe to retry anywhere) and
+// "may have been applied". Model: consul's canRetry.
+func notApplied(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) ||
+		errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrNotVoter)
+}
+
+// Propose commits cmd (from fsm.Encode) through raft and returns the FSM's result once it
+// has been applied on the leader. A follower forwards to the leader. Errors that prove the
+// command was not applied are retried until the deadline (ctx or the apply timeout), then
+// answered ErrNotApplied. A command with an idempotency key is retried after any error,
+// because the FSM applies it at most once; one without a key gets ErrOutcomeUnknown when
+// the outcome is ambiguous.
+func (n *Node) Propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout.D())
+	defer cancel()
+	_, key, _, err := fsm.Decode(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("propose: %w", err)
+	}
+	idempotent := key != nil
+	ambiguous := false
+	backoff := 5 * time.Millisecond
+	for {
+		res, status, err := n.proposeOnce(ctx, cmd)
+		switch status {
+		case replyOK:
+			return res, nil
+		case replyError:
+			return nil, err
+		case replyUnknown:
+			ambiguous = true
+			if !idempotent {
+				return nil, ErrOutcomeUnknown
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if ambiguous {
+				return nil, ErrOutcomeUnknown
+			}
+			return nil, ErrNotApplied
+		case <-time.After(backoff):
+		}
+		if backoff < 100*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+// proposeOnce makes one attempt, locally when leader, else through the known leader.
+func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (*fsm.Result, uint8, error) {
+	if n.IsLeader() {
+		return n.applyLocal(ctx, cmd)
+	}
+	leader := n.Leader()
+	if leader == "" {
+		return nil, replyNotApplied, nil
+	}
+	n.metrics.forwarded.Inc()
+	body, err := n.forward(ctx, leader, PathPropose, cmd)
+	if err != nil {
+		if errors.Is(err, ErrNotSent) {
+			return nil, replyNotApplied, nil
+		}
+		n.log.Debug("forward propose", "leader", leader, "err", err)
+		return nil, replyUnknown, nil
+	}
+	var rep internalReply
+	if err := fsm.DecodeValue(body, &rep); err != nil {
+		return nil, replyUnknown, nil
+	}
+	if rep.Status == replyError {
+		return nil, replyError, fmt.Errorf("leader %s: %s", leader, rep.Err)
+	}
+	return rep.Result, rep.Status, nil
+}
+
+// applyLocal appends cmd on this (leader) node and waits for it to be applied.
+func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, uint8, error) {
+	start := time.Now()
+	f := n.raft.Apply(cmd, n.cfg.ApplyTimeout.D())
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Enqueued and possibly appended: we cannot know any more.
+		return nil, replyUnknown, nil
+	}
+	if err != nil {
+		if notApplied(err) {
+			return nil, replyNotApplied, nil
+		}
+		return nil, replyUnknown, nil
+	}
+	n.metrics.commitLatency.Observe(time.Since(start).Seconds())
+	res, ok := f.Response().(*fsm.Result)
+	if !ok || res == nil {
+		return nil, replyError, fmt.Errorf("apply returned %T, want *fsm.Result", f.Response())
+	}
+	return res, replyOK, nil
+}
+
+// ConsistentRead returns once this node's FSM reflects every write that completed before
+// the call: the leader confirms it still leads and names its commit index (coalesced
+// across concurrent readers), and this node waits until it has applied that index.
+func (n *Node) ConsistentRead(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ReadTimeout.D())
+	defer cancel()
+	backoff := 5 * time.Millisecond
+	for {
+		var (
+			idx uint64
+			err error
+		)
+		if n.IsLeader() {
+			idx, err = n.leaderReads.get(ctx)
+		} else {
+			idx, err = n.followerReads.get(ctx)
+		}
+		if err == nil {
+			if err = n.fsm.WaitApplied(ctx, idx); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ErrNotApplied
+		case <-time.After(backoff):
+		}
+		if backoff < 100*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+var errNotLeader = errors.New("not the leader")
+
+// leaderReadIndex is the read index of the raft paper (§6.4): the commit index, valid once
+// the leader has committed an entry of its own term and confirmed with a quorum that it
+// still leads.
+func (n *Node) leaderReadIndex() (uint64, error) {
+	if !n.IsLeader() {
+		return 0, errNotLeader
+	}
+	term := n.raft.CurrentTerm()
+	if n.readyTerm.Load() != term {
+		if err := n.raft.Barrier(n.cfg.ReadTimeout.D()).Error(); err != nil {
+			return 0, err
+		}
+		n.readyTerm.Store(term)
+	}
+	idx := n.raft.CommitIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, err
+	}
+	return idx, nil
+}
+
+// forwardReadIndex asks the leader for its read index.
+func (n *Node) forwardReadIndex() (uint64, error) {
+	leader := n.Leader()
+	if leader == "" {
+		return 0, errors.New("no leader known")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReadTimeout.D())
+	defer cancel()
+	body, err := n.forward(ctx, leader, PathReadIndex, nil)
+	if err != nil {
+		return 0, err
+	}
+	var rep internalReply
+	if err := fsm.DecodeValue(body, &rep); err != nil {
+		return 0, err
+	}
+	if rep.Status != replyOK {
+		return 0, fmt.Errorf("leader %s: read index refused (%d %s)", leader, rep.Status, rep.Err)
+	}
+	return rep.Index, nil
+}
+
+// HandleInternal serves a call from another node (the caller has checked the cluster key).
+func (n *Node) HandleInternal(path string, body []byte) (int, []byte) {
+	var rep internalReply
+	switch path {
+	case PathPropose:
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
+		res, status, err := n.applyLocalIfLeader(ctx, body)
+		cancel()
+		rep.Status, rep.Result = status, res
+		if err != nil {
+			rep.Err = err.Error()
+		}
+	case PathReadIndex:
+		if !n.IsLeader() {
+			rep.Status = replyNotApplied
+			break
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReadTimeout.D())
+		idx, err := n.leaderReads.get(ctx)
+		cancel()
+		if err != nil {
+			rep.Status, rep.Err = replyNotApplied, err.Error()
+		}
+		rep.Index = idx
+	default:
+		return 404, []byte("unknown internal path")
+	}
+	out, err := fsm.EncodeValue(&rep)
+	if err != nil {
+		return 500, []byte(err.Error())
+	}
+	return 200, out
+}
+
+func (n *Node) applyLocalIfLeader(ctx context.Context, cmd []byte) (*fsm.Result, uint8, error) {
+	if !n.IsLeader() {
+		return nil, replyNotApplied, nil
+	}
+	if _, _, _, err := fsm.Decode(cmd); err != nil {
+		return nil, replyError, err
+	}
+	return n.applyLocal(ctx, cmd)
+}
