@@ -212,6 +212,9 @@ func Load(args []string) (Config, error) {
 			return c, fmt.Errorf("config %s: %w", *path, err)
 		}
 	}
+	if len(c.Join) == 0 {
+		c.Join = nil // an empty YAML list and no list mean the same
+	}
 	applyEnv(&c)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
