@@ -54,6 +54,7 @@ type Node struct {
 	raft   *raft.Raft
 	trans  raft.Transport
 	closer []io.Closer
+	logs   raft.LogStore
 
 	hasState bool
 	forward  ForwardFunc
@@ -130,6 +131,7 @@ func New(o Options) (*Node, error) {
 		}
 		snaps = fss
 	}
+	n.logs = logs
 	if err := n.catchUpFromSnapshot(snaps); err != nil {
 		n.closeStores()
 		return nil, err
@@ -167,8 +169,9 @@ func New(o Options) (*Node, error) {
 }
 
 func raftLogLevel(l string) string {
-	if l == "debug" {
-		return "debug"
+	switch l {
+	case "debug", "error":
+		return l
 	}
 	return "warn"
 }

@@ -33,6 +33,7 @@ func testConfig(id string) config.Config {
 	c.Raft.HeartbeatTimeout = config.Duration(100 * time.Millisecond)
 	c.Raft.ElectionTimeout = config.Duration(100 * time.Millisecond)
 	c.Raft.LeaderLeaseTimeout = config.Duration(50 * time.Millisecond)
+	c.Log.Level = "error"
 	return c
 }
 

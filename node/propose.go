@@ -155,7 +155,7 @@ func (n *Node) ConsistentRead(ctx context.Context) error {
 			idx, err = n.followerReads.get(ctx)
 		}
 		if err == nil {
-			if err = n.fsm.WaitApplied(ctx, idx); err == nil {
+			if err = n.waitApplied(ctx, idx); err == nil {
 				return nil
 			}
 		}
@@ -171,6 +171,43 @@ func (n *Node) ConsistentRead(ctx context.Context) error {
 }
 
 var errNotLeader = errors.New("not the leader")
+
+// waitApplied returns once the FSM has applied every entry up to index. Raft keeps its
+// no-op and barrier entries from the FSM, so a commit index that ends in one is never the
+// FSM's applied index: wait until raft has dispatched index, then until the FSM has applied
+// the last entry at or below index that it does see.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	if n.fsm.AppliedIndex() >= index {
+		return nil
+	}
+	for tick := time.Millisecond; n.raft.AppliedIndex() < index; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(tick):
+		}
+		if tick < 10*time.Millisecond {
+			tick *= 2
+		}
+	}
+	return n.fsm.WaitApplied(ctx, n.lastFSMEntry(index))
+}
+
+// lastFSMEntry is the index of the last command or configuration entry at or below index,
+// or the FSM's applied index when there is none above it (or the log was compacted there).
+func (n *Node) lastFSMEntry(index uint64) uint64 {
+	applied := n.fsm.AppliedIndex()
+	var l raft.Log
+	for i := index; i > applied; i-- {
+		if err := n.logs.GetLog(i, &l); err != nil {
+			return applied
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return i
+		}
+	}
+	return applied
+}
 
 // leaderReadIndex is the read index of the raft paper (§6.4): the commit index, valid once
 // the leader has committed an entry of its own term and confirmed with a quorum that it
