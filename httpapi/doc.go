@@ -1,0 +1,168 @@
+// Package httpapi serves imnode's HTTP API over fasthttp: the OpenIM Server API of
+// spec/server-api.md, the read routes and cluster routes of DESIGN.md §3, health, metrics
+// and the node-to-node /internal/ calls.
+//
+// # Shape of the code
+//
+// A handler decodes its body (encoding/json into a struct; pointer fields where presence
+// matters), validates it, calls the Backend (Propose for writes, FSM reads after
+// ConsistentRead) and returns a response struct. One adapter (adapter.go) does everything
+// else: routing (404 unknown route, 405 wrong method), the body limit (413), the token
+// check, the envelope {"errCode":0,"errMsg":"",...}, the error table (errors.go), metrics
+// and one log line per failed request with route, operationID and errCode. Nothing keeps
+// a *fasthttp.RequestCtx or a slice of the request after the handler returns: decoded
+// strings and json.RawMessage values are copies.
+//
+// # Errors
+//
+// Handlers return *Error for what they find themselves (1001 with an errMsg naming the
+// field and the limit, 1002) and the fsm/node sentinels otherwise, wrapped with context
+// (the uid, the groupID). errorTable maps sentinels to codes with errors.Is, in order:
+// fsm's domain errors to 1001/1101/1102/1201/1203/1301/1302/1004, node.ErrUnknownServer to
+// 1004, node.ErrNotApplied to 1801 and node.ErrOutcomeUnknown to 1802 (both HTTP 503).
+// A write whose deadline passes counts as 1802 (it may be in the log), a read barrier's as
+// 1801. Anything else is 500 with a generic errMsg; the log line has the detail.
+// Wrong method, unknown route, unreadable request and a body over the limit answer HTTP
+// 405/404/400/413 with errCode 1001 and an envelope.
+//
+// # Tokens
+//
+// auth/user_register and auth/user_token check the secret in constant time (1002 when
+// wrong, 1001 when missing or over 32 characters) and issue an HS256 JWT signed with
+// tokenPolicy.accessSecret, with claims uid, platform, rv, iat and exp (accessExpire days;
+// expiredTime in the answer is exp in Unix seconds). rv is the user's registration index
+// (fsm.User.RegIndex), or 0 for a configured administrator that is not registered.
+// A token is checked on every other route: header "token" missing 1507, malformed 1503,
+// bad signature or claims 1502, expired 1501; then its user: valid only if the user exists
+// with the same RegIndex, or rv is 0 and the uid is in appManagerUid. So a deleted user's
+// tokens stay dead even after the uid is registered again (1507). When rv is newer than
+// this node's applied index (a token minted on another node right after registration),
+// the check waits for a read barrier first. VerifyToken exposes the same check to the
+// WebSocket gateway.
+//
+// # Who may call what
+//
+// The spec's routes, the cluster routes, /metrics (when metricsRequireToken) and
+// /debug/pprof/ need an app administrator's token (uid in appManagerUid); anything else
+// gets 1002. A user's own token (client delivery) may call:
+//
+//   - user/get_user_info for any uids: profiles are public in an IM app, clients show
+//     their peers' names and avatars;
+//   - friend/get_friend_list, friend/get_blacklist (ownerUid), group/get_joined_group_list
+//     and msg/newest_seq (uid) only for its own uid;
+//   - group/get_group_info and group/get_group_member_list only for groups it is a member
+//     of now (1002 otherwise, also for a group that does not exist, so users cannot probe);
+//   - msg/pull_msg_by_seq only for its own single conversations (si_<a>_<b> with its uid
+//     as a or b) and the conversations of groups it is a member of now;
+//   - msg/send_msg, which takes manager/send_msg's body and answer, with sendID equal to
+//     the token's uid.
+//
+// Every other route with a user token answers 1002. An administrator's token may call all
+// of them for anyone.
+//
+// # Idempotency
+//
+// A non-empty operationID makes a write idempotent: the key is
+// sha256(route + "\n" + operationID + "\n" + raw body) and travels in the command, so the
+// FSM applies it once and keeps its result (replicated). Before proposing, the handler
+// looks the key up in the local FSM and answers a hit from the record. A repeat thus gets
+// the first answer: the same groupID, msgID, seq, sendTime, or the same error. msgIDs and
+// groupIDs are 32 lowercase hex characters from crypto/rand, made by the handler and put
+// in the command, never in Apply. Reads are not proposed; their operationID is only
+// logged. auth/user_register takes an optional operationID too (not in the spec).
+//
+// # Validation
+//
+// Every check happens before anything is proposed, so a bad request changes nothing.
+// A field of the wrong JSON type is 1001 naming the field. Required means present in the
+// body; IDs (uid, ownerUid, groupID, sendID, recvID, operationID, nodeID) must also be
+// non-empty and free of control characters. operationID is required on the spec's routes
+// and msg/send_msg, optional on the other reads and the cluster routes.
+//
+//	field                              limit
+//	secret                             32 characters
+//	uid, ownerUid, sendID, recvID      64 characters
+//	groupID, nodeID                    64 characters
+//	operationID                        128 characters
+//	name, senderNickName               64 characters (may be empty)
+//	icon                               1024 bytes
+//	mobile / birth / email / ex        32 / 16 / 64 / 1024 characters
+//	gender                             0 unknown, 1 male, 2 female
+//	platform                           1 to 7
+//	groupName                          1 to 128 characters
+//	introduction, notification         1024 characters
+//	faceUrl, senderFaceURL             1024 bytes
+//	reason                             1024 characters (required on invite, as in the spec)
+//	uid lists, memberList              1 to 10,000 entries, no duplicates
+//	forceList                          up to 1,000 uids, no duplicates
+//	memberList[].setRole               0 member, 1 owner (exactly one), 2 admin
+//
+// friend/import_friend and friend/add_blacklist with ownerUid among the friends answer
+// 1301 without proposing.
+//
+// # Messages
+//
+// sessionType is 1 (recvID is a user) or 2 (recvID is a groupID). content must be a JSON
+// object (not a string holding one); it is stored compacted and served back as an object.
+// contentType and what its content must hold:
+//
+//	101 text          text: non-empty string
+//	102 picture       sourcePicture: object
+//	103 sound         sourceUrl: non-empty string
+//	104 video         videoUrl: non-empty string
+//	105 file          sourceUrl and fileName: non-empty strings
+//	106 @ message     text: non-empty string; atUserList: array
+//	107 merged        multiMessage: array
+//	108 card          any object
+//	109 location      longitude (-180..180) and latitude (-90..90): numbers
+//	110 custom        data: string (may be empty); description, extension: strings if present
+//	111 revoke        any object
+//	112 read receipt  any object
+//	114 quote         text: non-empty string; quoteMessage: object
+//
+// Other contentTypes answer 1001. send_msg answers the spec's top-level sendTime (Unix
+// nanoseconds) and msgID, plus seq and conversationID.
+//
+// # Read routes
+//
+// Unless the request has header "X-Consistency: stale", a read waits for
+// Backend.ConsistentRead (bounded by readTimeout; failure 1801) and then reads the local
+// FSM, so reads are linearizable on every node. Shapes (empty lists are [], never null):
+//
+//   - group/get_group_info {groupID} → data {groupID, groupName, introduction,
+//     notification, faceUrl, ownerUid, createTime, memberCount}; unknown group 1201.
+//   - group/get_group_member_list {groupID} → data [{groupID, uid, roleLevel, joinTime}]
+//     sorted by uid.
+//   - group/get_joined_group_list {uid} → data [group info as above] sorted by groupID.
+//   - friend/get_friend_list and friend/get_blacklist {ownerUid} → data [uid, ...]: plain
+//     uid strings, sorted; a client gets profiles from user/get_user_info.
+//   - msg/newest_seq {uid} → data {conversations: [{conversationID, maxSeq}]}.
+//   - msg/pull_msg_by_seq {conversationID, beginSeq, endSeq} → data [{conversationID,
+//     seq, msgID, sendID, recvID, sessionType, contentType, content, sendTime,
+//     senderNickName, senderFaceURL}] in seq order, at most 1,000 per call (continue from
+//     the last seq + 1); an unknown conversation answers [].
+//
+// uid-keyed reads (ownerUid, uid) answer 1101 for a uid that is not registered.
+// createTime and joinTime are what the FSM stores (log time, Unix nanoseconds).
+//
+// # Operations
+//
+// GET /healthz is 200 while the process serves; GET /readyz is 200 when Backend.Ready()
+// and 503 (1801) otherwise. GET /metrics serves the Registry (imnode_http_requests_total
+// {route,errcode}, imnode_http_request_duration_seconds{route}, Go and process metrics,
+// and whatever other packages register). GET /cluster/status, POST /cluster/remove_node
+// {operationID, nodeID} (1004 for an ID not in the configuration), GET /cluster/backup
+// (application/octet-stream, after a read barrier) and GET /cluster/digest (data
+// {appliedIndex, digest}, after a read barrier) need an administrator's token.
+// /debug/pprof/ is served only when cfg.Pprof, behind the same token. Routes that do not
+// answer an envelope on success (metrics, backup, pprof) answer failures with a non-200
+// status (401 token, 403 permission, 400 arguments, 503 cluster), so the error is never
+// saved as the content.
+//
+// /internal/* (any method) is for other nodes: header X-Cluster-Key must equal clusterKey
+// (constant-time), else HTTP 403, a warning with the remote address, and nothing else.
+// Its body limit is twice the client limit plus 64 KiB, because a forwarded command
+// carries a client body plus the generated IDs.
+//
+// Handle attaches more routes before Serve, for the WebSocket gateway at GET /ws.
+package httpapi
