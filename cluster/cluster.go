@@ -34,6 +34,9 @@ type Meta struct {
 	RaftAddr  string `json:"raft"`
 	HTTPAddr  string `json:"http"`
 	InCluster bool   `json:"in"`
+	// Leaving is set by a node on its way out, so the leader does not add it back between
+	// its removal from raft and its gossip leave.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // Cluster is this node's gossip membership.
@@ -45,7 +48,6 @@ type Cluster struct {
 	meta atomic.Pointer[Meta]
 
 	mu       sync.Mutex
-	left     map[string]time.Time // members that left gracefully, until removed from raft
 	deadAt   map[string]time.Time // members gossip reports dead, since when
 	seenAsNV map[string]int       // reconcile rounds a non-voter has been seen alive
 
@@ -55,7 +57,7 @@ type Cluster struct {
 
 // New starts memberlist on cfg.GossipAddr. Call Start to join and run the loops.
 func New(cfg config.Config, n *node.Node, logger *slog.Logger) (*Cluster, error) {
-	c := &Cluster{cfg: cfg, n: n, log: logger, left: map[string]time.Time{}, deadAt: map[string]time.Time{},
+	c := &Cluster{cfg: cfg, n: n, log: logger, deadAt: map[string]time.Time{},
 		seenAsNV: map[string]int{}, stop: make(chan struct{})}
 	c.meta.Store(&Meta{NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, HTTPAddr: cfg.HTTPAddr, InCluster: n.HasState()})
 
@@ -193,6 +195,16 @@ func (c *Cluster) Shutdown() error {
 	return c.ml.Shutdown()
 }
 
+// MarkLeaving tells the other members this node is leaving (see Meta.Leaving).
+func (c *Cluster) MarkLeaving() {
+	m := *c.meta.Load()
+	m.Leaving = true
+	c.meta.Store(&m)
+	if err := c.ml.UpdateNode(2 * time.Second); err != nil {
+		c.log.Warn("gossip metadata update", "err", err)
+	}
+}
+
 func (c *Cluster) setInCluster() {
 	old := c.meta.Load()
 	if old.InCluster {
@@ -221,23 +233,21 @@ func (d *delegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d *delegate) LocalState(bool) []byte          { return nil }
 func (d *delegate) MergeRemoteState([]byte, bool)   {}
 
-// events records graceful leaves and deaths for the reconcile loop.
+// events records when members stop answering, for the dead-node timeout. memberlist calls
+// NotifyLeave for graceful leaves and failures alike (without telling them apart), so a
+// graceful leave is handled by the leaving node itself: it asks the leader to remove it
+// (node.Leave) before leaving gossip.
 type events struct{ c *Cluster }
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	e.c.mu.Lock()
-	delete(e.c.left, n.Name)
 	delete(e.c.deadAt, n.Name)
 	e.c.mu.Unlock()
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	e.c.mu.Lock()
-	if n.State == memberlist.StateLeft {
-		e.c.left[n.Name] = time.Now()
-	} else {
-		e.c.deadAt[n.Name] = time.Now()
-	}
+	e.c.deadAt[n.Name] = time.Now()
 	e.c.mu.Unlock()
 }
 

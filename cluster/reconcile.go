@@ -92,8 +92,8 @@ func (c *Cluster) joinedByLeader() bool {
 
 // reconcile runs on the leader: gossip members that are alive and not configured are added
 // (as non-voters, promoted after promoteAfter rounds while voters < maxVoters); members
-// that left gracefully are removed; members dead longer than the dead-node timeout are
-// removed only if the remaining voters keep a healthy majority.
+// dead longer than the dead-node timeout are removed only if the remaining voters keep a
+// healthy majority. (Members that leave gracefully remove themselves: see node.Leave.)
 func (c *Cluster) reconcile() {
 	servers, err := c.n.Servers()
 	if err != nil {
@@ -113,7 +113,7 @@ func (c *Cluster) reconcile() {
 		if !ok || meta.NodeID == c.cfg.NodeID {
 			continue
 		}
-		if m.State != memberlist.StateAlive {
+		if m.State != memberlist.StateAlive || meta.Leaving {
 			continue
 		}
 		alive[meta.NodeID] = true
@@ -145,14 +145,7 @@ func (c *Cluster) reconcile() {
 		}
 	}
 	c.mu.Lock()
-	var leave, dead []string
-	for id := range c.left {
-		if _, in := conf[id]; in && !alive[id] {
-			leave = append(leave, id)
-		} else if !in {
-			delete(c.left, id)
-		}
-	}
+	var dead []string
 	if to := c.cfg.Raft.DeadNodeTimeout.D(); to > 0 {
 		for id, since := range c.deadAt {
 			if _, in := conf[id]; in && !alive[id] && time.Since(since) > to {
@@ -161,15 +154,6 @@ func (c *Cluster) reconcile() {
 		}
 	}
 	c.mu.Unlock()
-	sort.Strings(leave)
-	for _, id := range leave {
-		c.log.Info("removing member that left", "node", id)
-		if err := c.n.RemoveServer(context.Background(), id); err == nil {
-			c.mu.Lock()
-			delete(c.left, id)
-			c.mu.Unlock()
-		}
-	}
 	sort.Strings(dead)
 	for _, id := range dead {
 		if !c.healthyAfterRemoving(conf, alive, id) {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/imnode/imnode/fsm"
 )
 
 // Servers returns the raft configuration: ID -> suffrage ("voter" or "nonvoter") and
@@ -53,6 +55,46 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 		return ErrNotApplied
 	}
 	return err
+}
+
+// Leave removes this node from the raft configuration: it hands leadership over first if
+// it leads, then asks the leader to remove it, retrying until ctx ends. The last voter of a
+// cluster has nobody to ask and stays.
+func (n *Node) Leave(ctx context.Context) error {
+	for {
+		servers, err := n.Servers()
+		if err != nil {
+			return err
+		}
+		voters, in := 0, false
+		for _, s := range servers {
+			if s.Suffrage == raft.Voter {
+				voters++
+			}
+			in = in || string(s.ID) == n.id
+		}
+		if !in || (voters == 1 && n.IsLeader()) {
+			return nil
+		}
+		if n.IsLeader() {
+			if err := n.TransferLeadership(); err != nil {
+				n.log.Warn("leadership transfer before leaving", "err", err)
+			}
+		} else if leader := n.Leader(); leader != "" {
+			body, err := n.forward(ctx, leader, PathRemove, []byte(n.id))
+			if err == nil {
+				var rep internalReply
+				if derr := fsm.DecodeValue(body, &rep); derr == nil && rep.Status == replyOK {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("leave: still in the configuration: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // TransferLeadership hands leadership to another voter (used before leaving).

@@ -15,6 +15,7 @@ import (
 const (
 	PathPropose   = "/internal/propose"
 	PathReadIndex = "/internal/read_index"
+	PathRemove    = "/internal/remove_server"
 )
 
 // reply statuses of internal calls.
@@ -276,6 +277,17 @@ func (n *Node) HandleInternal(path string, body []byte) (int, []byte) {
 			rep.Status, rep.Err = replyNotApplied, err.Error()
 		}
 		rep.Index = idx
+	case PathRemove:
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
+		err := n.RemoveServer(ctx, string(body))
+		cancel()
+		switch {
+		case err == nil, errors.Is(err, ErrUnknownServer):
+		case errors.Is(err, ErrNotApplied):
+			rep.Status, rep.Err = replyNotApplied, err.Error()
+		default:
+			rep.Status, rep.Err = replyError, err.Error()
+		}
 	default:
 		return 404, []byte("unknown internal path")
 	}

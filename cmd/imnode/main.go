@@ -114,30 +114,17 @@ func run(cfg config.Config, logger *slog.Logger) error {
 	return nil
 }
 
-// leaveCluster hands over leadership, tells gossip we leave, and waits (bounded) until the
-// leader has removed us from the raft configuration.
+// leaveCluster removes this node from the raft configuration (through the leader, after
+// handing leadership over) and then tells gossip it leaves, so the leader's reconcile loop
+// does not add it back.
 func leaveCluster(n *node.Node, cl *cluster.Cluster, logger *slog.Logger) {
-	if n.IsLeader() {
-		if err := n.TransferLeadership(); err != nil {
-			logger.Warn("leadership transfer", "err", err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl.MarkLeaving()
+	if err := n.Leave(ctx); err != nil {
+		logger.Warn("leave raft configuration", "err", err)
 	}
 	if err := cl.Leave(3 * time.Second); err != nil {
 		logger.Warn("gossip leave", "err", err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		servers, err := n.Servers()
-		if err != nil {
-			break
-		}
-		in := false
-		for _, s := range servers {
-			in = in || string(s.ID) == n.ID()
-		}
-		if !in || len(servers) == 1 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
