@@ -146,8 +146,12 @@ func (s *Server) pullMsgBySeq(r *request) (any, error) {
 	if err := s.barrier(r); err != nil {
 		return nil, err
 	}
-	if err := s.mayReadConversation(r, conv); err != nil {
+	listed, err := s.mayReadConversation(r, conv)
+	if err != nil {
 		return nil, err
+	}
+	if !listed {
+		return dataResp{[]message{}}, nil
 	}
 	msgs, err := s.b.FSM().PullMessages(conv, *req.BeginSeq, *req.EndSeq, maxPullMsgs)
 	if err != nil {
@@ -164,24 +168,36 @@ func (s *Server) pullMsgBySeq(r *request) (any, error) {
 }
 
 // mayReadConversation lets a user token read its own single conversations and those of
-// the groups it is a member of now.
-func (s *Server) mayReadConversation(r *request, conv string) error {
+// the groups it is a member of now. It reports listed=false for a single conversation
+// that is structurally the user's but not among its conversations: uids may contain '_',
+// so si_a_b_b names both a with b_b and a_b with b, and only the user's own conversation
+// index tells whether it ever took part.
+func (s *Server) mayReadConversation(r *request, conv string) (listed bool, err error) {
 	if r.who.Admin {
-		return nil
+		return true, nil
 	}
 	uid := r.who.UID
 	if groupID, ok := strings.CutPrefix(conv, "sg_"); ok {
 		in, err := s.b.FSM().IsGroupMember(groupID, uid)
 		if err != nil && !isGroupNotFound(err) {
-			return err
+			return false, err
 		}
 		if in {
-			return nil
+			return true, nil
 		}
 	} else if isSingleConversationOf(conv, uid) {
-		return nil
+		seqs, err := s.b.FSM().NewestSeqs(uid)
+		if err != nil {
+			return false, err
+		}
+		for _, c := range seqs {
+			if c.ConversationID == conv {
+				return true, nil
+			}
+		}
+		return false, nil
 	}
-	return errNoPermission("a user token may read only its own conversations and those of its groups; %q is not one of %q's", conv, uid)
+	return false, errNoPermission("a user token may read only its own conversations and those of its groups; %q is not one of %q's", conv, uid)
 }
 
 // isSingleConversationOf reports whether conv is the single conversation of uid with
