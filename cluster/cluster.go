@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imnode/imnode/config"
 	"github.com/imnode/imnode/node"
@@ -179,6 +180,13 @@ func decodeMeta(b []byte) (Meta, bool) {
 		return m, false
 	}
 	return m, true
+}
+
+// Register adds the gossip gauges to reg.
+func (c *Cluster) Register(reg prometheus.Registerer) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "imnode_gossip_members", Help: "Members gossip sees alive, this node included.",
+	}, func() float64 { return float64(c.ml.NumMembers()) }))
 }
 
 // Leave announces a graceful departure to the other members and waits for it to spread.

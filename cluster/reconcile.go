@@ -9,9 +9,13 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// promoteAfter is how many reconcile rounds a non-voter must be seen alive before the
-// leader promotes it, so that it has started catching up first.
-const promoteAfter = 3
+// A non-voter is promoted once it has been seen alive for promoteAfter reconcile rounds and
+// its applied index is within promoteLag entries of the leader's commit index: a voter that
+// is far behind would count toward quorum without being able to help reach it.
+const (
+	promoteAfter = 2
+	promoteLag   = 1024
+)
 
 func (c *Cluster) mainLoop() {
 	defer c.wg.Done()
@@ -136,7 +140,7 @@ func (c *Cluster) reconcile() {
 			c.seenAsNV[meta.NodeID]++
 			rounds := c.seenAsNV[meta.NodeID]
 			c.mu.Unlock()
-			if rounds >= promoteAfter {
+			if rounds >= promoteAfter && c.caughtUp(meta.NodeID) {
 				c.log.Info("promoting member to voter", "node", meta.NodeID)
 				if err := c.n.AddVoter(meta.NodeID, meta.RaftAddr); err == nil {
 					voters++
@@ -166,6 +170,17 @@ func (c *Cluster) reconcile() {
 			c.mu.Unlock()
 		}
 	}
+}
+
+// caughtUp asks the member how far it has applied.
+func (c *Cluster) caughtUp(id string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	applied, _, err := c.n.PeerIndexes(ctx, id)
+	if err != nil {
+		return false
+	}
+	return applied+promoteLag >= c.n.Raft().CommitIndex()
 }
 
 // healthyAfterRemoving reports whether, with id removed, the healthy voters (this leader and

@@ -40,6 +40,13 @@ type Member struct {
 	MemberInfo
 	// Role is "leader", "voter", "nonvoter" or "none" (seen over gossip, not configured).
 	Role string `json:"role"`
+	// AppliedIndex and LastIndex are the member's own, asked over an internal call when the
+	// status is built (0 when it did not answer within a short timeout; Reachable false).
+	AppliedIndex uint64 `json:"appliedIndex"`
+	LastIndex    uint64 `json:"lastIndex"`
+	// Lag is how far the member's applied index is behind this node's commit index.
+	Lag       uint64 `json:"lag"`
+	Reachable bool   `json:"reachable"`
 }
 
 // Status is the answer of /cluster/status.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -157,7 +158,40 @@ func (n *Node) Status() Status {
 		}
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].NodeID < st.Members[j].NodeID })
+	var wg sync.WaitGroup
+	for i := range st.Members {
+		m := &st.Members[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			if applied, last, err := n.PeerIndexes(ctx, m.NodeID); err == nil {
+				m.AppliedIndex, m.LastIndex, m.Reachable = applied, last, true
+				if st.CommitIndex > applied {
+					m.Lag = st.CommitIndex - applied
+				}
+			}
+		}()
+	}
+	wg.Wait()
 	return st
+}
+
+// PeerIndexes asks node id for its FSM applied index and raft last index.
+func (n *Node) PeerIndexes(ctx context.Context, id string) (applied, last uint64, err error) {
+	if id == n.id {
+		return n.fsm.AppliedIndex(), n.raft.LastIndex(), nil
+	}
+	body, err := n.forward(ctx, id, PathStatus, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	var rep internalReply
+	if err := fsm.DecodeValue(body, &rep); err != nil {
+		return 0, 0, err
+	}
+	return rep.Index, rep.Last, nil
 }
 
 func stateName(s raft.RaftState) string {

@@ -1,14 +1,23 @@
 package node
 
 import (
+	"os"
+	"path/filepath"
+	"time"
+
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imnode/imnode/fsm"
 )
 
 // Metrics are the node's Prometheus collectors.
 type Metrics struct {
 	forwarded     prometheus.Counter
 	commitLatency prometheus.Histogram
+	batchSize     prometheus.Histogram
+	applySeconds  prometheus.Histogram
+	snapshotSecs  prometheus.Histogram
 }
 
 func newMetrics() *Metrics {
@@ -20,7 +29,53 @@ func newMetrics() *Metrics {
 			Name: "imnode_raft_commit_seconds", Help: "Time from raft.Apply to the FSM's result on the leader.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "imnode_fsm_apply_batch_entries", Help: "Entries per FSM batch (one bbolt transaction each).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "imnode_fsm_apply_batch_seconds", Help: "Time to apply and fsync one FSM batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		snapshotSecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "imnode_snapshot_persist_seconds", Help: "Time to write one raft snapshot of fsm.db.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
 	}
+}
+
+// observedFSM measures the FSM for /metrics without the fsm package knowing about it.
+type observedFSM struct {
+	*fsm.FSM
+	m *Metrics
+}
+
+func (o *observedFSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	start := time.Now()
+	out := o.FSM.ApplyBatch(logs)
+	o.m.applySeconds.Observe(time.Since(start).Seconds())
+	o.m.batchSize.Observe(float64(len(logs)))
+	return out
+}
+
+func (o *observedFSM) Snapshot() (raft.FSMSnapshot, error) {
+	s, err := o.FSM.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return &observedSnapshot{FSMSnapshot: s, m: o.m}, nil
+}
+
+type observedSnapshot struct {
+	raft.FSMSnapshot
+	m *Metrics
+}
+
+func (s *observedSnapshot) Persist(sink raft.SnapshotSink) error {
+	start := time.Now()
+	err := s.FSMSnapshot.Persist(sink)
+	s.m.snapshotSecs.Observe(time.Since(start).Seconds())
+	return err
 }
 
 // Register adds the node's collectors to reg: its own counters and gauges read from raft
@@ -30,7 +85,21 @@ func (n *Node) Register(reg prometheus.Registerer) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(
-		n.metrics.forwarded, n.metrics.commitLatency,
+		n.metrics.forwarded, n.metrics.commitLatency, n.metrics.batchSize, n.metrics.applySeconds, n.metrics.snapshotSecs,
+		gauge("imnode_fsm_db_bytes", "Size of fsm.db on disk.", func() float64 {
+			fi, err := os.Stat(filepath.Join(n.cfg.DataDir, "fsm.db"))
+			if err != nil {
+				return 0
+			}
+			return float64(fi.Size())
+		}),
+		gauge("imnode_raft_db_bytes", "Size of raft.db (log and stable store) on disk.", func() float64 {
+			fi, err := os.Stat(filepath.Join(n.cfg.DataDir, "raft.db"))
+			if err != nil {
+				return 0
+			}
+			return float64(fi.Size())
+		}),
 		gauge("imnode_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 {
 			return float64(n.raft.State())
 		}),

@@ -56,7 +56,7 @@ type Node struct {
 	closer []io.Closer
 	logs   raft.LogStore
 
-	hasState bool
+	hasState atomic.Bool
 	forward  ForwardFunc
 	members  atomic.Pointer[memberHolder]
 
@@ -153,8 +153,8 @@ func New(o Options) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
-	n.hasState = hasState
-	r, err := raft.NewRaft(rc, n.fsm, logs, stable, snaps, n.trans)
+	n.hasState.Store(hasState)
+	r, err := raft.NewRaft(rc, &observedFSM{FSM: n.fsm, m: n.metrics}, logs, stable, snaps, n.trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -219,9 +219,9 @@ func (n *Node) FSM() *fsm.FSM { return n.fsm }
 // Raft exposes the raft instance to the cluster layer and tests.
 func (n *Node) Raft() *raft.Raft { return n.raft }
 
-// HasState reports whether this node had raft state when it started; such a node never
-// bootstraps.
-func (n *Node) HasState() bool { return n.hasState }
+// HasState reports whether this node has raft state: it had some when it started, it
+// bootstrapped, or a leader has replicated to it since. Such a node never bootstraps.
+func (n *Node) HasState() bool { return n.hasState.Load() || n.raft.LastIndex() > 0 }
 
 // IsLeader reports whether this node is the leader now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
@@ -244,7 +244,7 @@ func (n *Node) Bootstrap(servers map[string]string) error {
 		return nil
 	}
 	if err == nil {
-		n.hasState = true
+		n.hasState.Store(true)
 	}
 	return err
 }

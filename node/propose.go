@@ -16,6 +16,7 @@ const (
 	PathPropose   = "/internal/propose"
 	PathReadIndex = "/internal/read_index"
 	PathRemove    = "/internal/remove_server"
+	PathStatus    = "/internal/status"
 )
 
 // reply statuses of internal calls.
@@ -30,6 +31,7 @@ type internalReply struct {
 	Status uint8
 	Result *fsm.Result
 	Index  uint64
+	Last   uint64
 	Err    string
 }
 
@@ -277,6 +279,8 @@ func (n *Node) HandleInternal(path string, body []byte) (int, []byte) {
 			rep.Status, rep.Err = replyNotApplied, err.Error()
 		}
 		rep.Index = idx
+	case PathStatus:
+		rep.Index, rep.Last = n.fsm.AppliedIndex(), n.raft.LastIndex()
 	case PathRemove:
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
 		err := n.RemoveServer(ctx, string(body))

@@ -82,6 +82,7 @@ func run(cfg config.Config, logger *slog.Logger) error {
 	defer cl.Shutdown()
 	api := httpapi.New(cfg, n, logger)
 	n.Register(api.Registry())
+	cl.Register(api.Registry())
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
