@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -129,7 +130,7 @@ func (s *Server) bodyLimit(rt *route) int {
 func (s *Server) run(r *request) (resp any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("panic in %s: %v", r.rt.name, p)
+			err = fmt.Errorf("panic in %s: %v\n%s", r.rt.name, p, debug.Stack())
 		}
 	}()
 	switch r.rt.access {
@@ -197,6 +198,9 @@ func (s *Server) observe(route, code string, e *Error, start time.Time) {
 func (s *Server) logFailure(ctx *fasthttp.RequestCtx, route, opID string, e *Error, detail error) {
 	level := slog.LevelInfo
 	switch {
+	case route == "readyz":
+		// Load balancers poll it; a node that is not ready says so in its own logs.
+		level = slog.LevelDebug
 	case e.Code == CodeInternal:
 		level = slog.LevelError
 	case e.Code == CodeClusterUnavailable || e.Code == CodeOutcomeUnknown || e.Status == fasthttp.StatusForbidden:
@@ -276,6 +280,8 @@ func (r *request) decode(v any) error {
 		return errArgs("malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ) && typ.Field == "":
 		return errArgs("the request body must be a JSON object, not a JSON %s", typ.Value)
+	case errors.As(err, &typ) && strings.HasPrefix(typ.Value, "number") && jsonKind(typ.Type.Kind().String()) == "integer":
+		return errArgs("field %s must be an integer in range, not %s", typ.Field, typ.Value)
 	case errors.As(err, &typ):
 		return errArgs("field %s must be a JSON %s, not a JSON %s", typ.Field, jsonKind(typ.Type.Kind().String()), typ.Value)
 	}
@@ -286,7 +292,7 @@ func (r *request) decode(v any) error {
 func jsonKind(k string) string {
 	switch {
 	case strings.HasPrefix(k, "int"), strings.HasPrefix(k, "uint"):
-		return "integer in range"
+		return "integer"
 	case strings.HasPrefix(k, "float"):
 		return "number"
 	case k == "slice", k == "array":

@@ -89,7 +89,7 @@
 //	mobile / birth / email / ex        32 / 16 / 64 / 1024 characters
 //	gender                             0 unknown, 1 male, 2 female
 //	platform                           1 to 7
-//	groupName                          1 to 128 characters
+//	groupName                          1 to 128 characters, no control characters
 //	introduction, notification         1024 characters
 //	faceUrl, senderFaceURL             1024 bytes
 //	reason                             1024 characters (required on invite, as in the spec)
@@ -164,5 +164,7 @@
 // Its body limit is twice the client limit plus 64 KiB, because a forwarded command
 // carries a client body plus the generated IDs.
 //
-// Handle attaches more routes before Serve, for the WebSocket gateway at GET /ws.
+// Handle attaches more routes before Serve, for the WebSocket gateway at GET /ws; they
+// cannot shadow a route of the table, run without the adapter (their own auth, through
+// VerifyToken) and are counted in the metrics under their path.
 package httpapi

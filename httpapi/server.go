@@ -199,15 +199,19 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 		e.Status = fasthttp.StatusRequestTimeout
 		e.Msg = "timed out reading the request"
 	}
-	s.observe(routeLabel(ctx), "", e, time.Time{})
-	s.logFailure(ctx, routeLabel(ctx), "", e, err)
+	route := s.routeLabel(ctx)
+	s.observe(route, "", e, time.Time{})
+	s.logFailure(ctx, route, "", e, err)
 	writeError(ctx, e)
 }
 
-// routeLabel names the route of a request that has no route entry, without letting
+// routeLabel names the route of a request fasthttp could not read, without letting
 // arbitrary paths into metric labels.
-func routeLabel(ctx *fasthttp.RequestCtx) string {
+func (s *Server) routeLabel(ctx *fasthttp.RequestCtx) string {
 	p := string(ctx.Path())
+	if rt := s.routes[p]; rt != nil {
+		return rt.name
+	}
 	switch {
 	case strings.HasPrefix(p, "/internal/"):
 		return "internal"

@@ -477,3 +477,46 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+// captureHandler is a slog.Handler that keeps every record as strings, for tests of what
+// is logged.
+type captureHandler struct {
+	mu   sync.Mutex
+	recs []map[string]string
+}
+
+func newCaptureLogger(h *captureHandler) *slog.Logger { return slog.New(h) }
+
+func (h *captureHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *captureHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *captureHandler) WithGroup(string) slog.Handler            { return h }
+
+func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
+	m := map[string]string{"msg": r.Message, "level": r.Level.String()}
+	r.Attrs(func(a slog.Attr) bool {
+		m[a.Key] = a.Value.String()
+		return true
+	})
+	h.mu.Lock()
+	h.recs = append(h.recs, m)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *captureHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.recs)
+}
+
+// find returns the last record with message msg and attribute key equal to val.
+func (h *captureHandler) find(msg, key, val string) map[string]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := len(h.recs) - 1; i >= 0; i-- {
+		if r := h.recs[i]; r["msg"] == msg && r[key] == val {
+			return r
+		}
+	}
+	return nil
+}
