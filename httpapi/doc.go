@@ -53,7 +53,9 @@
 //   - group/get_group_info and group/get_group_member_list only for groups it is a member
 //     of now (1002 otherwise, also for a group that does not exist, so users cannot probe);
 //   - msg/pull_msg_by_seq only for its own single conversations (si_<a>_<b> with its uid
-//     as a or b) and the conversations of groups it is a member of now;
+//     as a or b) and the conversations of groups it is a member of now. Because uids may
+//     contain '_', si_a_b_b names both a with b_b and a_b with b; a single conversation
+//     that is not in the user's own conversation index (msg/newest_seq) answers [];
 //   - msg/send_msg, which takes manager/send_msg's body and answer, with sendID equal to
 //     the token's uid.
 //

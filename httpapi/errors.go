@@ -40,6 +40,7 @@ type Error struct {
 	Msg    string
 }
 
+// Error implements error.
 func (e *Error) Error() string { return fmt.Sprintf("errCode %d: %s", e.Code, e.Msg) }
 
 // httpStatus is the status the error is answered with.
