@@ -148,6 +148,9 @@ var mh = func() *codec.MsgpackHandle {
 	h := &codec.MsgpackHandle{}
 	h.WriteExt = true
 	h.RawToString = true
+	// Canonical sorts map keys, so a value that ever holds a map still encodes to the same
+	// bytes on every node (stored bytes feed Digest).
+	h.Canonical = true
 	return h
 }()
 
@@ -157,15 +160,16 @@ func Encode(t CommandType, key []byte, body interface{}) ([]byte, error) {
 	if len(key) != 0 && len(key) != IdemKeyLen {
 		return nil, fmt.Errorf("idempotency key must be %d bytes, got %d", IdemKeyLen, len(key))
 	}
-	out := make([]byte, 2, 2+len(key)+128)
-	out[0] = byte(t)
-	out[1] = byte(len(key))
-	out = append(out, key...)
-	enc := codec.NewEncoderBytes(&out, mh)
-	if err := enc.Encode(body); err != nil {
+	// The msgpack encoder writes from the start of the slice it is given (it resets it to
+	// [:0]), so the body is encoded on its own and appended after the header.
+	var enc []byte
+	if err := codec.NewEncoderBytes(&enc, mh).Encode(body); err != nil {
 		return nil, fmt.Errorf("encode %s: %w", t, err)
 	}
-	return out, nil
+	out := make([]byte, 0, 2+len(key)+len(enc))
+	out = append(out, byte(t), byte(len(key)))
+	out = append(out, key...)
+	return append(out, enc...), nil
 }
 
 // errShortCommand is returned by Decode for a truncated entry.

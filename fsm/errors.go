@@ -24,26 +24,41 @@ var (
 	ErrRecordNotFound = errors.New("record not found")
 )
 
-var errorsByName = map[string]error{
-	"InvalidArgument": ErrInvalidArgument,
-	"UserNotFound":    ErrUserNotFound,
-	"UserExists":      ErrUserExists,
-	"GroupNotFound":   ErrGroupNotFound,
-	"NotGroupMember":  ErrNotGroupMember,
-	"Self":            ErrSelf,
-	"Blocked":         ErrBlocked,
-	"RecordNotFound":  ErrRecordNotFound,
+// domainErrors is a slice, not a map, so that ErrorName is deterministic even for an error
+// that wraps several sentinels (Apply stores the name, and Apply must not depend on map order).
+var domainErrors = []struct {
+	name string
+	err  error
+}{
+	{"InvalidArgument", ErrInvalidArgument},
+	{"UserNotFound", ErrUserNotFound},
+	{"UserExists", ErrUserExists},
+	{"GroupNotFound", ErrGroupNotFound},
+	{"NotGroupMember", ErrNotGroupMember},
+	{"Self", ErrSelf},
+	{"Blocked", ErrBlocked},
+	{"RecordNotFound", ErrRecordNotFound},
 }
 
 // ErrorName returns the stable name of a domain error, or "" if err is not one.
 func ErrorName(err error) string {
-	for name, e := range errorsByName {
-		if errors.Is(err, e) {
-			return name
+	if err == nil {
+		return ""
+	}
+	for _, d := range domainErrors {
+		if errors.Is(err, d.err) {
+			return d.name
 		}
 	}
 	return ""
 }
 
 // ErrorByName returns the domain error with that name, or nil.
-func ErrorByName(name string) error { return errorsByName[name] }
+func ErrorByName(name string) error {
+	for _, d := range domainErrors {
+		if d.name == name {
+			return d.err
+		}
+	}
+	return nil
+}

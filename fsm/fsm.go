@@ -1,13 +1,18 @@
 package fsm
 
-// CONTRACT STUB — replaced by the real implementation. Signatures are the contract.
-
 import (
 	"context"
-	"io"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Options configures an FSM.
@@ -20,71 +25,334 @@ type Options struct {
 	OnUsersDeleted func(uids []string)
 }
 
+// ErrClosed is returned by reads on an FSM that was closed, or whose file could not be
+// reopened after a Restore.
+var ErrClosed = errors.New("fsm is closed")
+
+// Bucket names. Keys that combine two IDs separate them with a NUL byte, which is why IDs
+// with a NUL are rejected: a prefix scan of "a\x00" then never sees the keys of "a\x00b".
+var (
+	bktMeta       = []byte("meta")       // "applied" -> big-endian uint64
+	bktUsers      = []byte("users")      // uid -> User
+	bktFriends    = []byte("friends")    // owner\x00friend -> since (both directions)
+	bktBlacklist  = []byte("blacklist")  // owner\x00blocked -> since
+	bktBlockedBy  = []byte("blockedby")  // blocked\x00owner -> since (reverse index for delete)
+	bktGroups     = []byte("groups")     // groupID -> Group
+	bktMembers    = []byte("members")    // groupID\x00uid -> memberRec
+	bktUserGroups = []byte("usergroups") // uid\x00groupID -> joinTime
+	bktConvs      = []byte("convs")      // conversationID -> convRec
+	bktUserConvs  = []byte("userconvs")  // uid\x00conversationID -> first send time (single chats)
+	bktMsgs       = []byte("msgs")       // conversationID\x00 big-endian seq -> Message
+	bktIdem       = []byte("idem")       // key -> big-endian appliedAt + Result
+	bktIdemTime   = []byte("idemtime")   // big-endian appliedAt + key -> empty
+
+	allBuckets = [][]byte{bktMeta, bktUsers, bktFriends, bktBlacklist, bktBlockedBy, bktGroups,
+		bktMembers, bktUserGroups, bktConvs, bktUserConvs, bktMsgs, bktIdem, bktIdemTime}
+
+	keyApplied = []byte("applied")
+)
+
+// maxIDLen bounds uids and groupIDs as a last line behind httpapi's 64, far below bbolt's
+// key limit, so a Put can never fail on key size halfway through a command.
+const maxIDLen = 256
+
+// initialMmapSize is address space, not memory: pages are only read in when used.
+const initialMmapSize = 1 << 30
+
 // FSM is the replicated state machine over one bbolt file.
-type FSM struct{}
+type FSM struct {
+	path string
+	opts Options
+	log  *slog.Logger
 
-// Open opens (or creates) the bbolt file at path.
-func Open(path string, opts Options) (*FSM, error) { panic("unimplemented") }
+	// mu guards db: Restore and Close replace or clear it under the write lock, everything
+	// else uses it under the read lock.
+	mu sync.RWMutex
+	db *bolt.DB
 
-// Close closes the file.
-func (f *FSM) Close() error { panic("unimplemented") }
-
-// Apply applies one log entry (raft.FSM).
-func (f *FSM) Apply(l *raft.Log) interface{} { panic("unimplemented") }
-
-// ApplyBatch applies entries in one bbolt transaction (raft.BatchingFSM).
-func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} { panic("unimplemented") }
-
-// Snapshot returns a snapshot of the current state (raft.FSM).
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) { panic("unimplemented") }
-
-// Restore replaces the state with a snapshot (raft.FSM).
-func (f *FSM) Restore(rc io.ReadCloser) error { panic("unimplemented") }
-
-// AppliedIndex is the last raft index applied (durably recorded in the file).
-func (f *FSM) AppliedIndex() uint64 { panic("unimplemented") }
-
-// WaitApplied blocks until AppliedIndex() >= index or ctx ends.
-func (f *FSM) WaitApplied(ctx context.Context, index uint64) error { panic("unimplemented") }
-
-// User returns one user.
-func (f *FSM) User(uid string) (User, bool, error) { panic("unimplemented") }
-
-// Users returns the users that exist among uids, in request order.
-func (f *FSM) Users(uids []string) ([]User, error) { panic("unimplemented") }
-
-// AllUIDs returns every registered uid, sorted.
-func (f *FSM) AllUIDs() ([]string, error) { panic("unimplemented") }
-
-// Group returns a group or ErrGroupNotFound.
-func (f *FSM) Group(groupID string) (Group, error) { panic("unimplemented") }
-
-// GroupMembers returns a group's members sorted by uid, or ErrGroupNotFound.
-func (f *FSM) GroupMembers(groupID string) ([]GroupMember, error) { panic("unimplemented") }
-
-// IsGroupMember reports whether uid is a member of groupID.
-func (f *FSM) IsGroupMember(groupID, uid string) (bool, error) { panic("unimplemented") }
-
-// JoinedGroups returns the groups uid belongs to, sorted by groupID.
-func (f *FSM) JoinedGroups(uid string) ([]Group, error) { panic("unimplemented") }
-
-// Friends returns owner's friends, sorted.
-func (f *FSM) Friends(owner string) ([]string, error) { panic("unimplemented") }
-
-// Blacklist returns the uids owner blocked, sorted.
-func (f *FSM) Blacklist(owner string) ([]string, error) { panic("unimplemented") }
-
-// NewestSeqs returns uid's conversations (single and its groups') with their max seq.
-func (f *FSM) NewestSeqs(uid string) ([]ConversationSeq, error) { panic("unimplemented") }
-
-// PullMessages returns the messages of a conversation with begin <= seq <= end, in seq
-// order, at most limit of them.
-func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) ([]Message, error) {
-	panic("unimplemented")
+	applied atomic.Uint64
+	// notify is closed and replaced after every batch so WaitApplied wakes without polling.
+	notifyMu sync.Mutex
+	notify   chan struct{}
 }
 
-// IdempotentResult returns the stored result for an idempotency key, if any.
-func (f *FSM) IdempotentResult(key []byte) (*Result, bool, error) { panic("unimplemented") }
+// Open opens (or creates) the bbolt file at path.
+func Open(path string, opts Options) (*FSM, error) {
+	f := &FSM{path: path, opts: opts, log: opts.Logger, notify: make(chan struct{})}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	// A leftover from a Restore that crashed before its rename is garbage.
+	_ = os.Remove(restoreTempPath(path))
+	db, applied, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	f.db = db
+	f.applied.Store(applied)
+	return f, nil
+}
 
-// Digest is a hash of the whole replicated state (not the applied index).
-func (f *FSM) Digest() (string, error) { panic("unimplemented") }
+func openDB(path string) (*bolt.DB, uint64, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		// The timeout turns "another process holds the file" into an error, not a hang.
+		Timeout: 2 * time.Second,
+		// A write that outgrows the mmap must remap, and remapping waits for every open
+		// read transaction, a snapshot being persisted included: Apply would stall for the
+		// whole Persist. Reserving address space up front (as etcd does) makes that rare.
+		InitialMmapSize: initialMmapSize,
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("open fsm %s: %w", path, err)
+	}
+	var applied uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		if v := tx.Bucket(bktMeta).Get(keyApplied); len(v) == 8 {
+			applied = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, 0, fmt.Errorf("open fsm %s: %w", path, err)
+	}
+	return db, applied, nil
+}
+
+// Close closes the file.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Close()
+	f.db = nil
+	return err
+}
+
+// Apply applies one log entry (raft.FSM).
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// effects are what a batch did that the world outside the transaction must hear about, once
+// the transaction has committed.
+type effects struct {
+	msgs    []Message
+	deleted []string
+}
+
+// ApplyBatch applies entries in one bbolt transaction (raft.BatchingFSM).
+//
+// Entries at or below the recorded applied index are skipped (their result is nil): raft
+// replays its log from the last snapshot after a restart, but this file already holds
+// them. Each applied command returns a *Result; other entry types only advance the index.
+//
+// ApplyBatch panics on an entry it cannot decode, on an unknown command type without
+// IgnoreUnknownFlag, and on a failed commit: the entry is committed in raft, so carrying on
+// without it would make this replica silently diverge from the others, and a crashed
+// replica is recoverable (restart, snapshot) while a diverged one is not.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	out := make([]interface{}, len(logs))
+	if len(logs) == 0 || logs[len(logs)-1].Index <= f.applied.Load() {
+		return out
+	}
+	eff := f.applyBatch(logs, out)
+	if f.opts.OnCommit != nil && len(eff.msgs) > 0 {
+		f.opts.OnCommit(eff.msgs)
+	}
+	if f.opts.OnUsersDeleted != nil && len(eff.deleted) > 0 {
+		f.opts.OnUsersDeleted(eff.deleted)
+	}
+	return out
+}
+
+// applyBatch runs the transaction; it is split from ApplyBatch so the read lock is released
+// (also on panic) before the callbacks run.
+func (f *FSM) applyBatch(logs []*raft.Log, out []interface{}) *effects {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		panic("fsm: apply on a closed FSM")
+	}
+	eff := &effects{}
+	var last uint64
+	err := f.db.Update(func(tx *bolt.Tx) error {
+		w := newTxn(tx)
+		w.eff = eff
+		applied := w.appliedIndex()
+		last = applied
+		for i, l := range logs {
+			if l.Index <= applied {
+				continue
+			}
+			if l.Type == raft.LogCommand {
+				if r := w.applyCommand(l); r != nil {
+					out[i] = r
+				}
+			}
+			last = l.Index
+		}
+		if last == applied {
+			return nil
+		}
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], last)
+		return w.meta.Put(keyApplied, b[:])
+	})
+	if err != nil {
+		panic(fmt.Sprintf("fsm: commit batch ending at index %d: %v", logs[len(logs)-1].Index, err))
+	}
+	f.setApplied(last)
+	return eff
+}
+
+func (f *FSM) setApplied(index uint64) {
+	f.applied.Store(index)
+	f.notifyMu.Lock()
+	close(f.notify)
+	f.notify = make(chan struct{})
+	f.notifyMu.Unlock()
+}
+
+// applyCommand decodes and applies one command entry. It returns nil only for a skipped
+// unknown optional command.
+func (w *txn) applyCommand(l *raft.Log) *Result {
+	t, key, body, err := Decode(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: decode entry %d: %v", l.Index, err))
+	}
+	base := t &^ IgnoreUnknownFlag
+	if !knownCommand(base) {
+		if t&IgnoreUnknownFlag != 0 {
+			return nil
+		}
+		panic(fmt.Sprintf("fsm: entry %d has unknown command type %d", l.Index, uint8(t)))
+	}
+	w.index = l.Index
+	w.now = 0
+	if !l.AppendedAt.IsZero() {
+		w.now = l.AppendedAt.UnixNano()
+	}
+	if key != nil {
+		if r, ok, err := readIdem(w, key); err != nil {
+			panic(fmt.Sprintf("fsm: entry %d: read idempotency record: %v", l.Index, err))
+		} else if ok {
+			return r
+		}
+	}
+	r, err := w.dispatch(base, body)
+	if err != nil {
+		if name := ErrorName(err); name != "" {
+			r = &Result{Err: name}
+		} else {
+			// Not a business outcome: storage or a bug. The panic rolls the batch back.
+			panic(fmt.Sprintf("fsm: apply %s at index %d: %v", base, l.Index, err))
+		}
+	}
+	if key != nil {
+		if err := w.idemPut(key, r); err != nil {
+			panic(fmt.Sprintf("fsm: entry %d: store idempotency record: %v", l.Index, err))
+		}
+	}
+	return r
+}
+
+func knownCommand(t CommandType) bool {
+	return t >= CmdRegisterUser && t <= CmdPruneIdempotency
+}
+
+// dispatch decodes the body and calls the command's applier. An applier checks every
+// precondition before its first write, so a domain error means nothing changed.
+func (w *txn) dispatch(t CommandType, body []byte) (*Result, error) {
+	decode := func(v interface{}) {
+		if err := DecodeBody(body, v); err != nil {
+			panic(fmt.Sprintf("fsm: decode %s body at index %d: %v", t, w.index, err))
+		}
+	}
+	switch t {
+	case CmdRegisterUser:
+		var c RegisterUser
+		decode(&c)
+		return w.registerUser(&c)
+	case CmdUpdateUser:
+		var c UpdateUser
+		decode(&c)
+		return w.updateUser(&c)
+	case CmdDeleteUsers:
+		var c DeleteUsers
+		decode(&c)
+		return w.deleteUsers(&c)
+	case CmdImportFriends:
+		var c ImportFriends
+		decode(&c)
+		return w.importFriends(&c)
+	case CmdAddBlacklist:
+		var c AddBlacklist
+		decode(&c)
+		return w.addBlacklist(&c)
+	case CmdCreateGroup:
+		var c CreateGroup
+		decode(&c)
+		return w.createGroup(&c)
+	case CmdInviteToGroup:
+		var c InviteToGroup
+		decode(&c)
+		return w.inviteToGroup(&c)
+	case CmdKickFromGroup:
+		var c KickFromGroup
+		decode(&c)
+		return w.kickFromGroup(&c)
+	case CmdSendMessage:
+		var c SendMessage
+		decode(&c)
+		return w.sendMessage(&c)
+	case CmdPruneIdempotency:
+		var c PruneIdempotency
+		decode(&c)
+		return w.pruneIdempotency(&c)
+	}
+	panic(fmt.Sprintf("fsm: no applier for %s", t))
+}
+
+// AppliedIndex is the last raft index applied (durably recorded in the file).
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// WaitApplied blocks until AppliedIndex() >= index or ctx ends.
+//
+// The FSM only sees command and configuration entries: raft keeps its no-op and barrier
+// entries to itself, so index must be one the FSM receives (or use raft's own applied index
+// for a commit index that may be a no-op's).
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		// Take the channel before reading the index: a batch that lands in between closes
+		// this very channel, so the wake-up cannot be lost.
+		f.notifyMu.Lock()
+		ch := f.notify
+		f.notifyMu.Unlock()
+		if f.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// view runs fn in a read transaction of the current file.
+func (f *FSM) view(fn func(r *txn) error) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return ErrClosed
+	}
+	return f.db.View(func(tx *bolt.Tx) error { return fn(newTxn(tx)) })
+}

@@ -1,0 +1,60 @@
+// Package fsm is imnode's replicated state machine: the command types and their codec, the
+// raft FSM that applies them to one bbolt file, the read queries, and the domain errors.
+//
+// # Storage
+//
+// One bbolt file, one bucket per table: meta (the applied index), users, friends (both
+// directions), blacklist and its reverse index blockedby, groups, members, usergroups,
+// convs (max seq and last send time per conversation), userconvs (a user's single chats),
+// msgs, idem and idemtime. A key that names two things joins them with a NUL byte
+// ("owner\x00friend", "conversationID\x00<big-endian seq>"), so a prefix scan lists one
+// owner's rows in order; uids and groupIDs with a NUL are rejected to keep that exact.
+// Values are msgpack (EncodeValue). A group message is stored once, under its conversation,
+// not once per member.
+//
+// # Applying
+//
+// ApplyBatch applies a whole raft batch in one bbolt transaction that also stores the last
+// applied index, so there is one fsync per batch and the index can never disagree with the
+// data. After a restart raft replays its log from the last snapshot; entries at or below
+// the stored index are skipped, which is what makes the replay harmless.
+//
+// Apply is deterministic: time is the log entry's AppendedAt (replicated with the entry),
+// generated IDs come in the command, iteration is in bbolt key order, never map order.
+// Every appliable command returns a *Result; a business failure is Result.Err (a domain
+// error's name) and changes nothing, because each applier checks all its preconditions
+// before its first write. An entry that cannot be decoded, an unknown command type without
+// IgnoreUnknownFlag, or a failed commit panics: continuing would let this replica diverge.
+//
+// # Idempotency
+//
+// A command may carry a 32-byte key (route + operationID + body, hashed by the proposer).
+// The first result for a key, failure included, is stored with the entry's time; a later
+// entry with the same key returns that result with Replayed set and applies nothing, also
+// within one batch and also on another node after a leader change, since the records are
+// replicated state. PruneIdempotency, proposed periodically by the leader, forgets records
+// older than the retention window, oldest first via the idemtime index.
+//
+// # Decisions
+//
+//   - ImportFriends with a single friend uid is all or nothing (ErrSelf, ErrUserNotFound),
+//     as the spec's single-uid form answers; with several, the ones that fail go to
+//     Result.Failed and the rest are applied.
+//   - DeleteUsers lists in Failed the uids that do not exist, and the second occurrence of a
+//     uid listed twice. A deleted group owner hands the group to its first admin by uid,
+//     else its first member by uid; a group left empty keeps its profile, history and no
+//     owner. The deleted user's single-chat index (userconvs) goes, their messages stay.
+//   - NewestSeqs lists every group of the user, MaxSeq 0 while it has no messages.
+//   - The FSM only sees command and configuration entries (raft keeps no-ops and barriers),
+//     so WaitApplied must be given an index the FSM will see.
+//
+// # Snapshots
+//
+// Snapshot opens a read transaction and Persist streams it with tx.WriteTo: a consistent
+// copy of the file taken while Apply goes on. Restore writes the stream to a temporary file,
+// syncs it, checks that it opens, closes the database and renames the copy over it, then
+// reopens it; reads hold a read lock on the database handle, so they see the old state or
+// the new one, never a closed file. bbolt must remap when the file outgrows its mmap, and a
+// remap waits for open read transactions, so a write could stall behind a long Persist; the
+// file is opened with 1 GiB of address space reserved so that this is rare.
+package fsm

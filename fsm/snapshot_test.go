@@ -1,0 +1,241 @@
+package fsm
+
+import (
+	"bytes"
+	"io"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// memSink is a raft.SnapshotSink over a buffer.
+type memSink struct {
+	bytes.Buffer
+	closed, cancelled bool
+}
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Close() error  { s.closed = true; return nil }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+
+func mustSnapshot(t *testing.T, f *FSM) []byte {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	defer snap.Release()
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatalf("persist: %v", err)
+	}
+	if !sink.closed || sink.cancelled {
+		t.Fatalf("sink: got closed=%v cancelled=%v, want closed", sink.closed, sink.cancelled)
+	}
+	return sink.Bytes()
+}
+
+func mustRestore(t *testing.T, f *FSM, data []byte) {
+	t.Helper()
+	if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+}
+
+// populate builds a state that touches every bucket.
+func populate(h *harness) {
+	h.register("alice", "bob", "carol", "dave")
+	h.mustApply(CmdImportFriends, &ImportFriends{OwnerUID: "alice", FriendUIDs: []string{"bob", "carol"}})
+	h.mustApply(CmdAddBlacklist, &AddBlacklist{OwnerUID: "carol", UID: "dave"})
+	h.mustApply(CmdCreateGroup, &CreateGroup{GroupID: "g1", Name: "team", Members: []MemberSpec{
+		{UID: "alice", Role: RoleOwner}, {UID: "bob", Role: RoleAdmin}, {UID: "carol"}}})
+	h.send("alice", "bob", SessionSingle, "hi")
+	h.send("bob", "alice", SessionSingle, "hello")
+	h.send("carol", "g1", SessionGroup, "all")
+	h.applyKey(CmdSendMessage, idemKey("op1"), &SendMessage{MsgID: "k1", SendID: "dave", RecvID: "alice", SessionType: SessionSingle})
+}
+
+// reads gathers what the read API answers, to compare two FSMs.
+func reads(t *testing.T, f *FSM) map[string]interface{} {
+	t.Helper()
+	out := map[string]interface{}{}
+	must := func(name string, v interface{}, err error) {
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out[name] = v
+	}
+	uids, err := f.AllUIDs()
+	must("uids", uids, err)
+	users, err := f.Users(uids)
+	must("users", users, err)
+	for _, uid := range uids {
+		v1, err := f.Friends(uid)
+		must("friends "+uid, v1, err)
+		v2, err := f.Blacklist(uid)
+		must("blacklist "+uid, v2, err)
+		v3, err := f.JoinedGroups(uid)
+		must("groups "+uid, v3, err)
+		seqs, err := f.NewestSeqs(uid)
+		must("seqs "+uid, seqs, err)
+		for _, s := range seqs {
+			msgs, err := f.PullMessages(s.ConversationID, 1, s.MaxSeq, 0)
+			must("msgs "+s.ConversationID, msgs, err)
+		}
+	}
+	members, err := f.GroupMembers("g1")
+	must("members g1", members, err)
+	idem, _, err := f.IdempotentResult(idemKey("op1"))
+	must("idem op1", idem, err)
+	return out
+}
+
+func TestSnapshotRestoreIntoFreshFSM(t *testing.T) {
+	h := newHarness(t)
+	populate(h)
+	data := mustSnapshot(t, h.f)
+
+	fresh := mustOpen(t, filepath.Join(t.TempDir(), "fsm.db"), Options{})
+	mustRestore(t, fresh, data)
+	if got, want := fresh.AppliedIndex(), h.f.AppliedIndex(); got != want {
+		t.Fatalf("applied index: got %d, want %d", got, want)
+	}
+	if got, want := mustDigest(t, fresh), h.digest(); got != want {
+		t.Fatalf("digest: got %s, want %s", got, want)
+	}
+	if got, want := reads(t, fresh), reads(t, h.f); !reflect.DeepEqual(got, want) {
+		t.Fatalf("reads differ:\ngot  %v\nwant %v", got, want)
+	}
+
+	// Both go on identically from the snapshot.
+	next := h.next(CmdSendMessage, nil, &SendMessage{MsgID: "after", SendID: "alice", RecvID: "bob", SessionType: SessionSingle})
+	r1, r2 := asResult(t, h.f.Apply(next)), asResult(t, fresh.Apply(next))
+	if !reflect.DeepEqual(r1, r2) {
+		t.Fatalf("after restore: got %+v, want %+v", r2, r1)
+	}
+	if mustDigest(t, fresh) != h.digest() {
+		t.Fatalf("digests diverged after the next entry")
+	}
+}
+
+func mustDigest(t *testing.T, f *FSM) string {
+	t.Helper()
+	d, err := f.Digest()
+	if err != nil {
+		t.Fatalf("digest: %v", err)
+	}
+	return d
+}
+
+func TestRestoreReplacesState(t *testing.T) {
+	src := newHarness(t)
+	src.register("only")
+	data := mustSnapshot(t, src.f)
+
+	h := newHarness(t)
+	populate(h)
+	mustRestore(t, h.f, data)
+	uids, err := h.f.AllUIDs()
+	if err != nil {
+		t.Fatalf("uids: %v", err)
+	}
+	if !reflect.DeepEqual(uids, []string{"only"}) {
+		t.Fatalf("got uids %v, want [only]", uids)
+	}
+	if got := h.f.AppliedIndex(); got != 1 {
+		t.Fatalf("applied index: got %d, want 1", got)
+	}
+	if err := h.f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	// The restored file is the database now, also after a restart.
+	f := mustOpen(t, h.path, Options{})
+	if got := mustDigest(t, f); got != src.digest() {
+		t.Fatalf("digest after reopen: got %s, want %s", got, src.digest())
+	}
+}
+
+func TestRestoreRejectsGarbage(t *testing.T) {
+	h := newHarness(t)
+	h.register("a")
+	before := h.digest()
+	if err := h.f.Restore(io.NopCloser(bytes.NewReader([]byte("not a database")))); err == nil {
+		t.Fatalf("restore of garbage: got no error, want one")
+	}
+	if h.digest() != before {
+		t.Fatalf("a failed restore changed the state")
+	}
+}
+
+func TestSnapshotIsPointInTime(t *testing.T) {
+	h := newHarness(t)
+	h.register("a")
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	want := h.digest()
+	h.register("b") // Apply goes on while the snapshot is open
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatalf("persist: %v", err)
+	}
+	snap.Release()
+	fresh := mustOpen(t, filepath.Join(t.TempDir(), "fsm.db"), Options{})
+	mustRestore(t, fresh, sink.Bytes())
+	if got := mustDigest(t, fresh); got != want {
+		t.Fatalf("digest: got %s, want the state at Snapshot() %s", got, want)
+	}
+}
+
+func TestReleaseWithoutPersist(t *testing.T) {
+	h := newHarness(t)
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	snap.Release()
+	snap.Release()
+	sink := &memSink{}
+	if err := snap.Persist(sink); err == nil || !sink.cancelled {
+		t.Fatalf("persist after release: got %v cancelled=%v, want an error and a cancel", err, sink.cancelled)
+	}
+	// Close would block on a read transaction left open.
+	if err := h.f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+}
+
+func TestReadsDuringRestore(t *testing.T) {
+	h := newHarness(t)
+	populate(h)
+	data := mustSnapshot(t, h.f)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := h.f.NewestSeqs("alice"); err != nil {
+					t.Errorf("read during restore: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		mustRestore(t, h.f, data)
+	}
+	close(stop)
+	wg.Wait()
+	var _ raft.BatchingFSM = h.f
+}

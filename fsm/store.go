@@ -1,0 +1,161 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// txn is one bbolt transaction with its buckets looked up once. Appliers get the entry's
+// index and time through it; readers use the same helpers on a read transaction.
+type txn struct {
+	tx *bolt.Tx
+
+	meta, users, friends, blacklist, blockedBy, groups, members, userGroups,
+	convs, userConvs, msgs, idem, idemTime *bolt.Bucket
+
+	// Set per command by applyCommand.
+	index uint64
+	now   int64
+	eff   *effects
+}
+
+func newTxn(tx *bolt.Tx) *txn {
+	return &txn{
+		tx:         tx,
+		meta:       tx.Bucket(bktMeta),
+		users:      tx.Bucket(bktUsers),
+		friends:    tx.Bucket(bktFriends),
+		blacklist:  tx.Bucket(bktBlacklist),
+		blockedBy:  tx.Bucket(bktBlockedBy),
+		groups:     tx.Bucket(bktGroups),
+		members:    tx.Bucket(bktMembers),
+		userGroups: tx.Bucket(bktUserGroups),
+		convs:      tx.Bucket(bktConvs),
+		userConvs:  tx.Bucket(bktUserConvs),
+		msgs:       tx.Bucket(bktMsgs),
+		idem:       tx.Bucket(bktIdem),
+		idemTime:   tx.Bucket(bktIdemTime),
+	}
+}
+
+func (w *txn) appliedIndex() uint64 {
+	if v := w.meta.Get(keyApplied); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// validID reports whether s can be a uid or groupID: non-empty, bounded, and without the
+// NUL byte that separates the parts of composite keys.
+func validID(s string) bool {
+	return s != "" && len(s) <= maxIDLen && strings.IndexByte(s, 0) < 0
+}
+
+// pairKey is a\x00b.
+func pairKey(a, b string) []byte {
+	k := make([]byte, 0, len(a)+1+len(b))
+	k = append(k, a...)
+	k = append(k, 0)
+	return append(k, b...)
+}
+
+// prefixKey is a\x00, the prefix of every pairKey(a, _).
+func prefixKey(a string) []byte {
+	k := make([]byte, 0, len(a)+1)
+	k = append(k, a...)
+	return append(k, 0)
+}
+
+// msgKey is conversationID\x00 + big-endian seq, so a conversation's messages sort by seq.
+func msgKey(conversationID string, seq uint64) []byte {
+	k := make([]byte, 0, len(conversationID)+9)
+	k = append(k, conversationID...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// suffixes returns, in key order, the parts after the prefix of every a\x00_ key. Callers
+// that delete collect first: deleting under a live cursor can skip keys in bbolt.
+func suffixes(b *bolt.Bucket, a string) []string {
+	var out []string
+	p := prefixKey(a)
+	c := b.Cursor()
+	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		out = append(out, string(k[len(p):]))
+	}
+	return out
+}
+
+func has(b *bolt.Bucket, k []byte) bool { return b.Get(k) != nil }
+
+func get(b *bolt.Bucket, k []byte, v interface{}) (bool, error) {
+	raw := b.Get(k)
+	if raw == nil {
+		return false, nil
+	}
+	if err := DecodeValue(raw, v); err != nil {
+		return true, fmt.Errorf("decode value of %q: %w", k, err)
+	}
+	return true, nil
+}
+
+func put(b *bolt.Bucket, k []byte, v interface{}) error {
+	raw, err := EncodeValue(v)
+	if err != nil {
+		return fmt.Errorf("encode %q: %w", k, err)
+	}
+	return b.Put(k, raw)
+}
+
+func (w *txn) getUser(uid string) (User, bool, error) {
+	var u User
+	if !validID(uid) {
+		return u, false, nil
+	}
+	ok, err := get(w.users, []byte(uid), &u)
+	return u, ok, err
+}
+
+func (w *txn) userExists(uid string) bool {
+	return validID(uid) && has(w.users, []byte(uid))
+}
+
+func (w *txn) getGroup(groupID string) (Group, bool, error) {
+	var g Group
+	if !validID(groupID) {
+		return g, false, nil
+	}
+	ok, err := get(w.groups, []byte(groupID), &g)
+	return g, ok, err
+}
+
+// memberRec is the value of members/groupID\x00uid.
+type memberRec struct {
+	Role     int32
+	JoinTime int64
+}
+
+func (w *txn) getMember(groupID, uid string) (memberRec, bool, error) {
+	var m memberRec
+	if !validID(groupID) || !validID(uid) {
+		return m, false, nil
+	}
+	ok, err := get(w.members, pairKey(groupID, uid), &m)
+	return m, ok, err
+}
+
+// convRec is the value of convs/conversationID.
+type convRec struct {
+	MaxSeq       uint64
+	LastSendTime int64
+}
+
+func (w *txn) getConv(conversationID string) (convRec, error) {
+	var c convRec
+	_, err := get(w.convs, []byte(conversationID), &c)
+	return c, err
+}
