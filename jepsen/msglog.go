@@ -210,16 +210,26 @@ func (w *msgWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 		cl := &client{c: c, rng: rng, node: n}
 		proc := h.NewProcess()
 		maxSeq := map[string]uint64{}
+		failed := ""
 		for _, u := range w.users {
-			if op := w.newest(cl, h, u); op.Outcome == OK {
-				for k, v := range op.MaxSeq {
-					if v > maxSeq[k] {
-						maxSeq[k] = v
-					}
+			op := w.newest(cl, h, u)
+			if op.Outcome != OK {
+				failed = "newest_seq: " + op.Err
+				break
+			}
+			for k, v := range op.MaxSeq {
+				if v > maxSeq[k] {
+					maxSeq[k] = v
 				}
 			}
 		}
 		for _, conv := range w.convs {
+			if failed != "" {
+				// One record per conversation says the node did not answer; no more
+				// waiting on it.
+				h.Add(Op{Workload: "msglog", F: "final", Key: conv.ID, Node: n.ID, Process: proc, Invoke: h.Now(), Complete: h.Now(), Outcome: Fail, Err: failed})
+				continue
+			}
 			op := Op{Workload: "msglog", F: "final", Key: conv.ID, Node: n.ID, Process: proc, Invoke: h.Now(), Outcome: OK, Msgs: []Msg{}}
 			op.End = maxSeq[conv.ID]
 			// Chunks of 100, one more past the end to see that nothing follows it; bounded.
@@ -227,6 +237,7 @@ func (w *msgWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 				p := w.pull(cl, h, conv.ID, begin, begin+99)
 				if p.Outcome != OK {
 					op.Outcome, op.Err = p.Outcome, "pull: "+p.Err
+					failed = op.Err
 					break
 				}
 				op.Msgs = append(op.Msgs, p.Msgs...)

@@ -87,8 +87,11 @@ func (w *registerWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 		proc := h.NewProcess()
 		for _, k := range w.keys {
 			op := w.read(cl, h, k)
-			op.Process, op.F = proc, "read"
+			op.Process = proc
 			h.Add(op)
+			if op.Outcome != OK {
+				break // the node does not answer; the convergence check reports it
+			}
 		}
 	}
 }

@@ -131,6 +131,9 @@ func (w *setWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 			op := w.read(cl, h, g)
 			op.Process = proc
 			h.Add(op)
+			if op.Outcome != OK {
+				break // the node does not answer; the convergence check reports it
+			}
 		}
 	}
 }
