@@ -339,3 +339,80 @@ func TestReadsAfterClose(t *testing.T) {
 		t.Fatalf("got %v, want %v", err, ErrClosed)
 	}
 }
+
+// script is a mixed workload, as log entries, for tests that compare two ways of applying.
+func script(h *harness) []*raft.Log {
+	send := func(id, from, to string, s int32) *SendMessage {
+		return &SendMessage{MsgID: id, SendID: from, RecvID: to, SessionType: s}
+	}
+	return []*raft.Log{
+		h.next(CmdRegisterUser, nil, &RegisterUser{User: User{UID: "a"}}),
+		h.next(CmdRegisterUser, nil, &RegisterUser{User: User{UID: "b"}}),
+		h.next(CmdRegisterUser, nil, &RegisterUser{User: User{UID: "c"}}),
+		h.next(CmdImportFriends, nil, &ImportFriends{OwnerUID: "a", FriendUIDs: []string{"b", "c", "zz"}}),
+		h.next(CmdCreateGroup, idemKey("g"), &CreateGroup{GroupID: "g", Name: "g", Members: []MemberSpec{{UID: "a", Role: RoleOwner}, {UID: "b"}}}),
+		h.next(CmdSendMessage, idemKey("m1"), send("m1", "a", "g", SessionGroup)),
+		h.next(CmdSendMessage, idemKey("m1"), send("m1", "a", "g", SessionGroup)),
+		h.next(CmdAddBlacklist, nil, &AddBlacklist{OwnerUID: "c", UID: "a"}),
+		h.next(CmdSendMessage, nil, send("m2", "a", "c", SessionSingle)),
+		h.next(CmdSendMessage, nil, send("m3", "c", "a", SessionSingle)),
+		h.next(CmdInviteToGroup, nil, &InviteToGroup{GroupID: "g", UIDs: []string{"c", "b"}}),
+		h.next(CmdKickFromGroup, nil, &KickFromGroup{GroupID: "g", UIDs: []string{"b"}}),
+		h.next(CmdDeleteUsers, nil, &DeleteUsers{UIDs: []string{"a"}}),
+		h.next(CmdPruneIdempotency, nil, &PruneIdempotency{Before: t0.Add(6 * time.Second).UnixNano()}),
+	}
+}
+
+func TestBatchAndSingleApplyAgree(t *testing.T) {
+	one, batched := newHarness(t), newHarness(t)
+	logs := script(one)
+	var singles []interface{}
+	for _, l := range logs {
+		singles = append(singles, one.f.Apply(l))
+	}
+	batches := append(batched.f.ApplyBatch(logs[:5]), batched.f.ApplyBatch(logs[5:])...)
+	if !reflect.DeepEqual(singles, batches) {
+		t.Fatalf("results differ:\nsingle  %+v\nbatched %+v", singles, batches)
+	}
+	if one.digest() != batched.digest() {
+		t.Fatalf("digests differ between single and batched apply")
+	}
+}
+
+func TestReadsDuringApply(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b")
+	logs := make([]*raft.Log, 100)
+	for i := range logs {
+		logs[i] = h.next(CmdSendMessage, nil, &SendMessage{MsgID: fmt.Sprint(i), SendID: "a", RecvID: "b", SessionType: SessionSingle})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, l := range logs {
+			h.f.Apply(l)
+		}
+	}()
+	var last uint64
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		seqs, err := h.f.NewestSeqs("a")
+		if err != nil {
+			t.Fatalf("NewestSeqs: %v", err)
+		}
+		if len(seqs) == 1 {
+			if seqs[0].MaxSeq < last {
+				t.Fatalf("max seq went back from %d to %d", last, seqs[0].MaxSeq)
+			}
+			last = seqs[0].MaxSeq
+			msgs, err := h.f.PullMessages(seqs[0].ConversationID, 1, last, 0)
+			if err != nil || uint64(len(msgs)) != last {
+				t.Fatalf("pull up to %d: got %d messages (err %v)", last, len(msgs), err)
+			}
+		}
+	}
+}

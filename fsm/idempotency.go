@@ -39,11 +39,14 @@ func (w *txn) idemPut(key []byte, r *Result) error {
 	if err != nil {
 		return err
 	}
+	// Two separate slices: bbolt keeps what Put is given until the commit, so the value
+	// and the time key must not share a backing array.
 	tk := timeKey(w.now)
-	if err := w.idem.Put(key, append(tk, enc...)); err != nil {
+	val := append(append(make([]byte, 0, len(tk)+len(enc)), tk...), enc...)
+	if err := w.idem.Put(key, val); err != nil {
 		return err
 	}
-	return w.idemTime.Put(append(tk, key...), []byte{})
+	return w.idemTime.Put(append(append(make([]byte, 0, len(tk)+len(key)), tk...), key...), []byte{})
 }
 
 // pruneIdempotency deletes, oldest first, the records applied before c.Before.

@@ -1,0 +1,142 @@
+package fsm
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// sameAnswer compares a replayed result with the first one.
+func sameAnswer(t *testing.T, first, replay *Result) {
+	t.Helper()
+	if first.Replayed || !replay.Replayed {
+		t.Fatalf("got Replayed %v then %v, want false then true", first.Replayed, replay.Replayed)
+	}
+	again := *replay
+	again.Replayed = false
+	if !reflect.DeepEqual(*first, again) {
+		t.Fatalf("replay: got %+v, want %+v", again, *first)
+	}
+}
+
+func TestIdempotentReplay(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  CommandType
+		body interface{}
+	}{
+		{"send", CmdSendMessage, &SendMessage{MsgID: "m1", SendID: "a", RecvID: "b", SessionType: SessionSingle}},
+		{"create group", CmdCreateGroup, &CreateGroup{GroupID: "g", Name: "g", Members: []MemberSpec{{UID: "a", Role: RoleOwner}}}},
+		{"register", CmdRegisterUser, &RegisterUser{User: User{UID: "c"}}},
+		{"delete", CmdDeleteUsers, &DeleteUsers{UIDs: []string{"b", "zz"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.register("a", "b")
+			key := idemKey("op-" + tc.name)
+			first := h.applyKey(tc.typ, key, tc.body)
+			if first.Err != "" {
+				t.Fatalf("first apply: got %q, want success", first.Err)
+			}
+			before := h.digest()
+			replay := h.applyKey(tc.typ, key, tc.body)
+			sameAnswer(t, first, replay)
+			if h.digest() != before {
+				t.Fatalf("a replay changed the state")
+			}
+			stored, ok, err := h.f.IdempotentResult(key)
+			if err != nil || !ok {
+				t.Fatalf("IdempotentResult: got ok=%v err=%v, want the record", ok, err)
+			}
+			sameAnswer(t, first, stored)
+		})
+	}
+}
+
+func TestIdempotentFirstAnswerIsTheAnswer(t *testing.T) {
+	h := newHarness(t)
+	h.register("a")
+	key := idemKey("send-to-b")
+	send := &SendMessage{MsgID: "m1", SendID: "a", RecvID: "b", SessionType: SessionSingle}
+	first := h.applyKey(CmdSendMessage, key, send)
+	wantErr(t, first, ErrUserNotFound)
+	h.register("b")
+	sameAnswer(t, first, h.applyKey(CmdSendMessage, key, send))
+	if msgs, _ := h.f.PullMessages("si_a_b", 1, 10, 0); msgs != nil {
+		t.Fatalf("got %v, want no message", msgs)
+	}
+	// Another key is another request.
+	if r := h.applyKey(CmdSendMessage, idemKey("other"), send); r.Err != "" || r.Seq != 1 {
+		t.Fatalf("new key: got %+v, want seq 1", r)
+	}
+}
+
+func TestIdempotentWithinOneBatch(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b")
+	key := idemKey("dup")
+	send := &SendMessage{MsgID: "m1", SendID: "a", RecvID: "b", SessionType: SessionSingle}
+	res := h.f.ApplyBatch([]*raft.Log{h.next(CmdSendMessage, key, send), h.next(CmdSendMessage, key, send)})
+	sameAnswer(t, asResult(t, res[0]), asResult(t, res[1]))
+	if msgs, _ := h.f.PullMessages("si_a_b", 1, 10, 0); len(msgs) != 1 {
+		t.Fatalf("got %d messages, want 1", len(msgs))
+	}
+}
+
+func TestIdempotentAcrossRestart(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b")
+	key := idemKey("k")
+	send := &SendMessage{MsgID: "m1", SendID: "a", RecvID: "b", SessionType: SessionSingle}
+	first := h.applyKey(CmdSendMessage, key, send)
+	if err := h.f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	h.f = mustOpen(t, h.path, Options{})
+	sameAnswer(t, first, h.applyKey(CmdSendMessage, key, send))
+}
+
+func TestPruneIdempotency(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b")
+	send := &SendMessage{MsgID: "m", SendID: "a", RecvID: "b", SessionType: SessionSingle}
+	keys := [][]byte{idemKey("k1"), idemKey("k2"), idemKey("k3")}
+	var times []time.Time
+	for _, k := range keys {
+		h.applyKey(CmdSendMessage, k, send)
+		times = append(times, h.now)
+	}
+	h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: times[1].UnixNano()})
+	for i, want := range []bool{false, true, true} {
+		if _, ok, _ := h.f.IdempotentResult(keys[i]); ok != want {
+			t.Fatalf("key %d after prune: got present=%v, want %v", i+1, ok, want)
+		}
+	}
+	// A pruned key is a new request again.
+	if r := h.applyKey(CmdSendMessage, keys[0], send); r.Replayed || r.Seq != 4 {
+		t.Fatalf("pruned key: got %+v, want a new apply with seq 4", r)
+	}
+
+	h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: h.now.UnixNano() + 1})
+	var left int
+	if err := h.f.view(func(r *txn) error {
+		left = r.idem.Stats().KeyN + r.idemTime.Stats().KeyN
+		return nil
+	}); err != nil {
+		t.Fatalf("view: %v", err)
+	}
+	if left != 0 {
+		t.Fatalf("got %d idempotency keys left, want 0", left)
+	}
+}
+
+func TestTimeKeyOrder(t *testing.T) {
+	vals := []int64{-1 << 62, -5, 0, 3, 1 << 62}
+	for i := 1; i < len(vals); i++ {
+		if string(timeKey(vals[i-1])) >= string(timeKey(vals[i])) {
+			t.Fatalf("timeKey(%d) does not sort before timeKey(%d)", vals[i-1], vals[i])
+		}
+	}
+}
