@@ -34,9 +34,49 @@ func (n *Node) AddNonvoter(id, raftAddr string) error {
 	return n.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 10*time.Second).Error()
 }
 
-// RemoveServer removes id from the raft configuration. On a follower it answers
-// ErrNotApplied; an ID that is not configured is ErrUnknownServer.
+// RemoveServer removes id from the raft configuration, through the leader from any node,
+// retrying until ctx ends. An ID that is not configured is ErrUnknownServer.
 func (n *Node) RemoveServer(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout.D())
+	defer cancel()
+	for {
+		var err error
+		if n.IsLeader() {
+			err = n.removeLocal(id)
+		} else if leader := n.Leader(); leader == "" {
+			err = ErrNotApplied
+		} else if body, ferr := n.forward(ctx, leader, PathRemove, []byte(id)); ferr != nil {
+			err = ErrNotApplied
+		} else {
+			var rep internalReply
+			if derr := fsm.DecodeValue(body, &rep); derr != nil {
+				return derr
+			}
+			switch rep.Status {
+			case replyOK:
+				err = nil
+			case replyNotApplied:
+				err = ErrNotApplied
+			default:
+				if rep.Err == ErrUnknownServer.Error() {
+					return ErrUnknownServer
+				}
+				return fmt.Errorf("leader %s: %s", leader, rep.Err)
+			}
+		}
+		if !errors.Is(err, ErrNotApplied) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ErrNotApplied
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// removeLocal removes id on this node, which must lead.
+func (n *Node) removeLocal(id string) error {
 	servers, err := n.Servers()
 	if err != nil {
 		return err
@@ -47,9 +87,6 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	}
 	if !found {
 		return ErrUnknownServer
-	}
-	if !n.IsLeader() {
-		return fmt.Errorf("remove_node must reach the leader (%s): %w", n.Leader(), ErrNotApplied)
 	}
 	err = n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error()
 	if err != nil && notApplied(err) {
@@ -85,7 +122,7 @@ func (n *Node) Leave(ctx context.Context) error {
 			body, err := n.forward(ctx, leader, PathRemove, []byte(n.id))
 			if err == nil {
 				var rep internalReply
-				if derr := fsm.DecodeValue(body, &rep); derr == nil && rep.Status == replyOK {
+				if derr := fsm.DecodeValue(body, &rep); derr == nil && (rep.Status == replyOK || rep.Err == ErrUnknownServer.Error()) {
 					return nil
 				}
 			}

@@ -282,11 +282,14 @@ func (n *Node) HandleInternal(path string, body []byte) (int, []byte) {
 	case PathStatus:
 		rep.Index, rep.Last = n.fsm.AppliedIndex(), n.raft.LastIndex()
 	case PathRemove:
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
-		err := n.RemoveServer(ctx, string(body))
-		cancel()
+		var err error
+		if !n.IsLeader() {
+			err = ErrNotApplied
+		} else {
+			err = n.removeLocal(string(body))
+		}
 		switch {
-		case err == nil, errors.Is(err, ErrUnknownServer):
+		case err == nil:
 		case errors.Is(err, ErrNotApplied):
 			rep.Status, rep.Err = replyNotApplied, err.Error()
 		default:
