@@ -100,6 +100,14 @@ func checkLinearizable(name string, model porcupine.Model, hist []porcupine.Oper
 	case porcupine.Illegal:
 		v.Summary = fmt.Sprintf("NOT linearizable: %d operations in %d partitions, checked in %v", len(hist), parts, took)
 		v.problem("porcupine found no linearization; the visualization shows the longest linearizable prefix and the operations that cannot follow it")
+		// Name the partitions (uids, groups) that are not linearizable.
+		single := model
+		single.Partition, single.PartitionEvent = nil, nil
+		for _, part := range partitionByKey(hist) {
+			if porcupine.CheckOperationsTimeout(single, part, timeout) == porcupine.Illegal {
+				v.problem("partition %s (%d operations) is not linearizable", part[0].Input.(keyed).key(), len(part))
+			}
+		}
 	default:
 		v.Summary = fmt.Sprintf("checker timed out after %v on %d operations (a timeout is a failure)", timeout, len(hist))
 		v.problem("porcupine timed out")
