@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ func freeAddr(t *testing.T) string {
 }
 
 type world struct {
+	mu        sync.Mutex // guards members: reconcile loops read it through forward
 	t         *testing.T
 	maxVoters int // 0: the default
 	members   []*member
@@ -42,7 +44,10 @@ type world struct {
 
 // forward delivers internal calls straight to the target node (there is no HTTP server).
 func (w *world) forward(_ context.Context, to, path string, body []byte) ([]byte, error) {
-	for _, m := range w.members {
+	w.mu.Lock()
+	members := append([]*member(nil), w.members...)
+	w.mu.Unlock()
+	for _, m := range members {
 		if m.n.ID() == to {
 			status, out := m.n.HandleInternal(path, body)
 			if status != 200 {
@@ -85,9 +90,11 @@ func (w *world) start(id string, expect int, join []string) *member {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	c.Start()
 	m := &member{n: n, c: c, tr: tr}
+	w.mu.Lock()
 	w.members = append(w.members, m)
+	w.mu.Unlock()
+	c.Start()
 	w.gossip = append(w.gossip, cfg.GossipAddr)
 	w.t.Cleanup(func() { _ = c.Shutdown(); _ = n.Shutdown(); _ = f.Close() })
 	return m
