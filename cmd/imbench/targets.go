@@ -1,0 +1,75 @@
+package main
+
+import "fmt"
+
+// TargetCheck is one performance target of the issue, checked against the runs of an
+// invocation. Targets are for `make bench` (three nodes on one 2-core machine, 300-byte
+// texts over 1,000 conversations); they are reported, never asserted.
+type TargetCheck struct {
+	Name string `json:"name"`
+	Got  string `json:"got"`
+	Pass bool   `json:"pass"`
+}
+
+// throughputTarget is a floor on throughput and an optional ceiling on p99 at one
+// concurrency; a run with errors misses it.
+type throughputTarget struct {
+	workload string
+	c        int
+	minOps   float64
+	maxP99Ms float64 // 0: none
+}
+
+var targetTable = []throughputTarget{
+	{"send_single", 64, 7000, 20},
+	{"send_single", 16, 3000, 12},
+	{"send_single", 1, 600, 4},
+	{"read_user", 64, 15000, 0},
+}
+
+// groupCostMax is how much more a group message to a 1,000-member group may cost than a
+// single-chat message, measured as the ratio of their throughputs at equal concurrency.
+const groupCostMax = 2.0
+
+// checkTargets evaluates the targets whose runs are present in runs.
+func checkTargets(runs []*Result) []TargetCheck {
+	find := func(workload string, c int) *Result {
+		for _, r := range runs {
+			if r.Workload == workload && r.Concurrency == c {
+				return r
+			}
+		}
+		return nil
+	}
+	var out []TargetCheck
+	for _, t := range targetTable {
+		r := find(t.workload, t.c)
+		if r == nil {
+			continue
+		}
+		name := fmt.Sprintf("%s c=%d >= %.0f/s", t.workload, t.c, t.minOps)
+		if t.maxP99Ms > 0 {
+			name += fmt.Sprintf(", p99 <= %.0fms", t.maxP99Ms)
+		}
+		pass := r.Throughput >= t.minOps && r.Errors == 0 && (t.maxP99Ms == 0 || r.Latency.P99Ms <= t.maxP99Ms)
+		out = append(out, TargetCheck{Name: name, Pass: pass,
+			Got: fmt.Sprintf("%.0f/s, p99 %.2fms, %d errors", r.Throughput, r.Latency.P99Ms, r.Errors)})
+	}
+	for _, g := range runs {
+		if g.Workload != "send_group" || g.GroupSize != 1000 {
+			continue
+		}
+		s := find("send_single", g.Concurrency)
+		if s == nil || g.Throughput == 0 {
+			continue
+		}
+		ratio := s.Throughput / g.Throughput
+		out = append(out, TargetCheck{
+			Name: fmt.Sprintf("send_group(1000) c=%d costs <= %.0fx send_single", g.Concurrency, groupCostMax),
+			Pass: ratio <= groupCostMax && g.Errors == 0,
+			Got: fmt.Sprintf("%.2fx (%.0f/s vs %.0f/s; p50 %.2fms vs %.2fms)", ratio, g.Throughput, s.Throughput,
+				g.Latency.P50Ms, s.Latency.P50Ms),
+		})
+	}
+	return out
+}
