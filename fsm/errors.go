@@ -20,6 +20,11 @@ var (
 	ErrSelf = errors.New("cannot do this with yourself")
 	// ErrBlocked: a single-chat send to a user who blacklisted the sender.
 	ErrBlocked = errors.New("blocked by the receiver")
+	// ErrConversationTaken: a single chat whose conversation ID (si_<a>_<b>) already belongs
+	// to another pair of users. The format of DESIGN.md is ambiguous when uids contain "_"
+	// ("a_b"+"c" and "a"+"b_c" both give si_a_b_c); refusing the second pair keeps two
+	// histories from being merged into one.
+	ErrConversationTaken = errors.New("this conversation ID already belongs to another pair of users (uids with '_' can collide)")
 	// ErrRecordNotFound: a referenced record that is neither a user nor a group.
 	ErrRecordNotFound = errors.New("record not found")
 )
@@ -36,6 +41,7 @@ var domainErrors = []struct {
 	{"GroupNotFound", ErrGroupNotFound},
 	{"NotGroupMember", ErrNotGroupMember},
 	{"Self", ErrSelf},
+	{"ConversationTaken", ErrConversationTaken},
 	{"Blocked", ErrBlocked},
 	{"RecordNotFound", ErrRecordNotFound},
 }

@@ -42,6 +42,18 @@ func (w *txn) sendMessage(c *SendMessage) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.SessionType == SessionSingle {
+		pair := []string{c.SendID, c.RecvID}
+		if pair[1] < pair[0] {
+			pair[0], pair[1] = pair[1], pair[0]
+		}
+		switch {
+		case conv.MaxSeq == 0 || len(conv.Pair) == 0:
+			conv.Pair = pair
+		case conv.Pair[0] != pair[0] || conv.Pair[1] != pair[1]:
+			return nil, ErrConversationTaken
+		}
+	}
 	// Seq is gap-free because only Apply assigns it; sendTime never goes back even if the
 	// log time does (a new leader's clock may be behind the old one's).
 	conv.MaxSeq++

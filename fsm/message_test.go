@@ -228,3 +228,21 @@ func TestPullMessagesClampsLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestSingleConversationIDCollisionIsRefused(t *testing.T) {
+	h := newHarness(t)
+	h.register("a_b", "c", "a", "b_c")
+	first := h.send("a_b", "c", SessionSingle, "x")
+	if first.Err != "" || first.ConversationID != "si_a_b_c" {
+		t.Fatalf("got %+v, want si_a_b_c", first)
+	}
+	before := h.digest()
+	wantErr(t, h.send("a", "b_c", SessionSingle, "y"), ErrConversationTaken)
+	if h.digest() != before {
+		t.Fatal("a refused send changed the state")
+	}
+	// The first pair goes on.
+	if r := h.send("c", "a_b", SessionSingle, "z"); r.Err != "" || r.Seq != 2 {
+		t.Fatalf("got %+v, want seq 2", r)
+	}
+}

@@ -152,6 +152,9 @@ func (w *txn) getMember(groupID, uid string) (memberRec, bool, error) {
 type convRec struct {
 	MaxSeq       uint64
 	LastSendTime int64
+	// Pair is the two uids of a single chat, sorted (see ErrConversationTaken); empty for
+	// groups and for records written before it existed.
+	Pair []string
 }
 
 func (w *txn) getConv(conversationID string) (convRec, error) {

@@ -67,6 +67,7 @@ var errorTable = []struct {
 	status int
 }{
 	{fsm.ErrInvalidArgument, CodeArgs, 0},
+	{fsm.ErrConversationTaken, CodeArgs, 0},
 	{fsm.ErrUserNotFound, CodeUserNotFound, 0},
 	{fsm.ErrUserExists, CodeRegisteredAlready, 0},
 	{fsm.ErrGroupNotFound, CodeGroupNotFound, 0},
