@@ -38,6 +38,9 @@ type Meta struct {
 	// Leaving is set by a node on its way out, so the leader does not add it back between
 	// its removal from raft and its gossip leave.
 	Leaving bool `json:"leaving,omitempty"`
+	// Removed is set by a running node the leader removed with remove_node: no leader adds it
+	// back until it restarts (a restart clears it, and then it rejoins by itself).
+	Removed bool `json:"removed,omitempty"`
 }
 
 // Cluster is this node's gossip membership.
@@ -99,6 +102,7 @@ func New(cfg config.Config, n *node.Node, logger *slog.Logger) (*Cluster, error)
 	}
 	c.ml = ml
 	n.SetMembers(c)
+	n.SetOnRemoved(c.markRemoved)
 	return c, nil
 }
 
@@ -204,9 +208,17 @@ func (c *Cluster) Shutdown() error {
 }
 
 // MarkLeaving tells the other members this node is leaving (see Meta.Leaving).
-func (c *Cluster) MarkLeaving() {
+func (c *Cluster) MarkLeaving() { c.updateMeta(func(m *Meta) { m.Leaving = true }) }
+
+// markRemoved tells the other members the leader removed this node (see Meta.Removed).
+func (c *Cluster) markRemoved() {
+	c.log.Warn("the leader removed this node from the raft configuration; it will not rejoin until restarted")
+	c.updateMeta(func(m *Meta) { m.Removed = true })
+}
+
+func (c *Cluster) updateMeta(change func(*Meta)) {
 	m := *c.meta.Load()
-	m.Leaving = true
+	change(&m)
 	c.meta.Store(&m)
 	if err := c.ml.UpdateNode(2 * time.Second); err != nil {
 		c.log.Warn("gossip metadata update", "err", err)

@@ -117,7 +117,7 @@ func (c *Cluster) reconcile() {
 		if !ok || meta.NodeID == c.cfg.NodeID {
 			continue
 		}
-		if m.State != memberlist.StateAlive || meta.Leaving {
+		if m.State != memberlist.StateAlive || meta.Leaving || meta.Removed || c.n.RecentlyRemoved(meta.NodeID) {
 			continue
 		}
 		alive[meta.NodeID] = true

@@ -75,7 +75,29 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	}
 }
 
-// removeLocal removes id on this node, which must lead.
+// removedFor is how long a leader remembers an ID it removed: long enough for the removed
+// node to learn it (PathRemoved) and say so in its gossip metadata.
+const removedFor = 30 * time.Second
+
+// SetOnRemoved sets what this node does when the leader tells it that it was removed from
+// the configuration while still running (the cluster layer stops asking to be added).
+func (n *Node) SetOnRemoved(f func()) { n.onRemoved.Store(&f) }
+
+// RecentlyRemoved reports whether this node, as leader, removed id in the last removedFor:
+// the reconcile loop must not add it straight back because gossip still sees it alive.
+func (n *Node) RecentlyRemoved(id string) bool {
+	n.removedMu.Lock()
+	defer n.removedMu.Unlock()
+	at, ok := n.removed[id]
+	if ok && time.Since(at) > removedFor {
+		delete(n.removed, id)
+		return false
+	}
+	return ok
+}
+
+// removeLocal removes id on this node, which must lead. A removed node that is still
+// running is told so (best effort), so that it stops asking to be added back.
 func (n *Node) removeLocal(id string) error {
 	servers, err := n.Servers()
 	if err != nil {
@@ -88,11 +110,25 @@ func (n *Node) removeLocal(id string) error {
 	if !found {
 		return ErrUnknownServer
 	}
+	n.removedMu.Lock()
+	n.removed[id] = time.Now()
+	n.removedMu.Unlock()
 	err = n.raft.RemoveServer(raft.ServerID(id), 0, 10*time.Second).Error()
-	if err != nil && notApplied(err) {
-		return ErrNotApplied
+	if err != nil {
+		n.removedMu.Lock()
+		delete(n.removed, id)
+		n.removedMu.Unlock()
+		if notApplied(err) {
+			return ErrNotApplied
+		}
+		return err
 	}
-	return err
+	if id != n.id {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, _ = n.forward(ctx, id, PathRemoved, nil)
+		cancel()
+	}
+	return nil
 }
 
 // Leave removes this node from the raft configuration: it hands leadership over first if

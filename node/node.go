@@ -64,6 +64,10 @@ type Node struct {
 	followerReads coalescer
 	readyTerm     atomic.Uint64
 
+	onRemoved atomic.Pointer[func()]
+	removedMu sync.Mutex
+	removed   map[string]time.Time // IDs this leader removed recently (see RecentlyRemoved)
+
 	stopOnce sync.Once
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -76,7 +80,8 @@ type memberHolder struct{ src MemberSource }
 // Bootstrap and HasState.
 func New(o Options) (*Node, error) {
 	cfg := o.Config
-	n := &Node{cfg: cfg, id: cfg.NodeID, fsm: o.FSM, log: o.Logger, forward: o.Forward, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, id: cfg.NodeID, fsm: o.FSM, log: o.Logger, forward: o.Forward, stop: make(chan struct{}),
+		removed: map[string]time.Time{}}
 	if n.log == nil {
 		n.log = slog.Default()
 	}

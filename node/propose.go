@@ -17,6 +17,7 @@ const (
 	PathReadIndex = "/internal/read_index"
 	PathRemove    = "/internal/remove_server"
 	PathStatus    = "/internal/status"
+	PathRemoved   = "/internal/removed"
 )
 
 // reply statuses of internal calls.
@@ -279,6 +280,10 @@ func (n *Node) HandleInternal(path string, body []byte) (int, []byte) {
 			rep.Status, rep.Err = replyNotApplied, err.Error()
 		}
 		rep.Index = idx
+	case PathRemoved:
+		if f := n.onRemoved.Load(); f != nil {
+			(*f)()
+		}
 	case PathStatus:
 		rep.Index, rep.Last = n.fsm.AppliedIndex(), n.raft.LastIndex()
 	case PathRemove:

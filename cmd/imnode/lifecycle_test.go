@@ -184,3 +184,34 @@ func TestDeadNodeTimeoutRemovesACrashedVoter(t *testing.T) {
 		t.Fatalf("the dead-node timeout removed %s although that left no healthy majority: %s", second.id, r.Raw)
 	}
 }
+
+func TestRemoveNodeOfALiveNodeKeepsItOutUntilRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real processes")
+	}
+	procs := startCluster(t, 3)
+	victim := procs[2]
+	if victim == leaderOf(t, procs) {
+		victim = procs[1]
+	}
+	mustOK(t, mustAdmin(t, procs[0]), "cluster/remove_node", map[string]string{"operationID": "rm-live", "nodeID": victim.id})
+	var rest []*proc
+	for _, p := range procs {
+		if p != victim {
+			rest = append(rest, p)
+		}
+	}
+	// It stays out while it runs, although gossip still sees it alive.
+	for i := 0; i < 8; i++ {
+		for _, m := range membersOf(t, leaderOf(t, rest)) {
+			if m.NodeID == victim.id && m.Role != "none" {
+				t.Fatalf("%s was added back as %s %d×0.5 s after remove_node", victim.id, m.Role, i)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// Restarted with its data, it rejoins by itself.
+	victim.signal(syscall.SIGINT)
+	victim.start()
+	waitRoles(t, procs, map[string]string{victim.id: "voter"})
+}
