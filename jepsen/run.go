@@ -164,8 +164,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		io.WriteString(cfg.Log, line)
 		io.WriteString(logFile, line)
 	}
+	// Every start and restart uses this copy: a `make build` during the run must not mix
+	// two versions of the server in one cluster (their state encodings may differ).
+	bin, err := copyBinary(cfg.Bin, filepath.Join(dir, "data", "imnode"))
+	if err != nil {
+		return nil, err
+	}
 	rng := rand.New(rand.NewSource(cfg.Seed))
-	c, err := NewCluster(cfg.Bin, dir, cfg.Nodes, rng, logf)
+	c, err := NewCluster(bin, dir, cfg.Nodes, rng, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -273,6 +279,30 @@ func runPhases(ctx context.Context, cfg Config, c *Cluster, network *Net, h *His
 	res.Verdicts = append(res.Verdicts, CheckConvergence(res.Digests))
 	res.Counts = CountOps(h.Ops(""))
 	return nil
+}
+
+// copyBinary copies the executable src to dst and returns dst's absolute path.
+func copyBinary(src, dst string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return "", fmt.Errorf("copy %s: %w", src, err)
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	return filepath.Abs(dst)
 }
 
 // annotations turns the fault timeline into porcupine annotations, shown above the
