@@ -65,7 +65,9 @@ func run(cfg config.Config, logger *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	f, err := fsm.Open(filepath.Join(cfg.DataDir, "fsm.db"), fsm.Options{Logger: logger})
+	gw := newGateway(cfg, logger)
+	f, err := fsm.Open(filepath.Join(cfg.DataDir, "fsm.db"), fsm.Options{Logger: logger,
+		OnCommit: gw.OnCommit, OnUsersDeleted: gw.OnUsersDeleted})
 	if err != nil {
 		return err
 	}
@@ -83,6 +85,7 @@ func run(cfg config.Config, logger *slog.Logger) error {
 	api := httpapi.New(cfg, n, logger)
 	n.Register(api.Registry())
 	cl.Register(api.Registry())
+	startGateway(cfg, gw, f, n, api, logger)
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
@@ -104,6 +107,7 @@ func run(cfg config.Config, logger *slog.Logger) error {
 	leave := got == syscall.SIGTERM && cfg.LeaveOnTerminate
 	logger.Info("stopping", "signal", got.String(), "leaveCluster", leave)
 
+	stopGateway(gw, leave, logger)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := api.Shutdown(ctx); err != nil {

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/imnode/imnode/config"
+	"github.com/imnode/imnode/fsm"
+	"github.com/imnode/imnode/gateway"
+	"github.com/imnode/imnode/httpapi"
+	"github.com/imnode/imnode/node"
+	"github.com/valyala/fasthttp"
+)
+
+// newGateway builds the WebSocket gateway. It exists before the FSM so that the FSM's
+// apply callbacks (OnCommit, OnUsersDeleted) can be wired to it.
+func newGateway(cfg config.Config, logger *slog.Logger) *gateway.Gateway {
+	return gateway.New(gateway.Options{Logger: logger, MaxConnections: cfg.MaxConnections,
+		MaxFrameBytes: cfg.MaxFrameBytes, SendBufferFrames: cfg.SendBufferFrames})
+}
+
+// startGateway connects the gateway to the node and the API and attaches GET /ws and
+// GET /demo; it must run before the API serves.
+func startGateway(cfg config.Config, gw *gateway.Gateway, f *fsm.FSM, n *node.Node, api *httpapi.Server, logger *slog.Logger) {
+	// One descriptor per connection, plus raft, gossip, files and peers.
+	if lim, err := gateway.RaiseFileLimit(uint64(cfg.MaxConnections) + 4096); err != nil || lim < uint64(cfg.MaxConnections) {
+		logger.Warn("open-file limit is below maxConnections", "limit", lim, "maxConnections", cfg.MaxConnections, "err", err)
+	}
+	gw.Start(gateway.Deps{
+		Store: f,
+		Verify: func(token string) (gateway.Identity, error) {
+			id, err := api.VerifyToken(token)
+			var e *httpapi.Error
+			if errors.As(err, &e) {
+				return gateway.Identity{}, &gateway.AuthError{Code: e.Code, Msg: e.Msg}
+			}
+			return gateway.Identity{UID: id.UID, Admin: id.Admin}, err
+		},
+		API:   api.Handler(),
+		Ready: n.Ready,
+	})
+	api.Handle(fasthttp.MethodGet, "/ws", gw.ServeWS)
+	api.Handle(fasthttp.MethodGet, "/demo", gw.ServeDemo)
+	gw.Register(api.Registry())
+}
+
+// stopGateway closes every client connection with a close code and a reason, so clients
+// reconnect to another node and resume there.
+func stopGateway(gw *gateway.Gateway, leaving bool, logger *slog.Logger) {
+	reason := "node shutting down: reconnect to another node"
+	if leaving {
+		reason = "node leaving the cluster: reconnect to another node"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := gw.Close(ctx, gateway.CloseGoingAway, reason); err != nil {
+		logger.Warn("closing client connections", "err", err)
+	}
+}
