@@ -2,7 +2,6 @@ package jepsen
 
 import (
 	"math/rand"
-	"os"
 	"testing"
 	"time"
 )
@@ -32,14 +31,10 @@ func startCluster(t *testing.T, bin string) *Cluster {
 
 // TestRemovedNodeStaysRemoved: an operator kills a follower and removes it with
 // POST /cluster/remove_node right away, before gossip has noticed the death. The removal
-// must stick. It demonstrates a server bug found by the membership nemesis (the leader's
-// reconcile loop adds the node back, as a voter, because gossip still says "alive"; the
-// cluster then counts a dead voter, and the next such change loses the quorum), so it runs
-// only with IMJEPSEN_BUGS=1 until the server is fixed.
+// must stick. A regression test for a bug the membership nemesis found (fixed in 08134a2):
+// the leader's reconcile loop added the node back, since gossip still said "alive", and
+// promoted it to voter while it was dead; the next such change lost the quorum for good.
 func TestRemovedNodeStaysRemoved(t *testing.T) {
-	if os.Getenv("IMJEPSEN_BUGS") == "" {
-		t.Skip("demonstrates a known server bug; run with IMJEPSEN_BUGS=1")
-	}
 	c := startCluster(t, needEnv(t))
 	leader := c.Leader()
 	if leader == nil {

@@ -94,9 +94,14 @@ func CheckMsgLog(ops []Op) Verdict {
 	}
 	checkAcks(&v, sends, logs)
 	checkReads(&v, reads, sends, logs)
-	var total, ok, unknown, fail int
+	var total, ok, unknown, fail, landed int
 	for _, l := range logs {
 		total += len(l)
+		for _, m := range l {
+			if s, found := sends[m.Text]; found && s.Outcome == Unknown {
+				landed++
+			}
+		}
 	}
 	for _, s := range sends {
 		switch s.Outcome {
@@ -112,8 +117,8 @@ func CheckMsgLog(ops []Op) Verdict {
 	if !v.Valid {
 		verdict = fmt.Sprintf("INVALID (%d problems)", len(v.Problems))
 	}
-	v.Summary = fmt.Sprintf("%s: %d conversations, %d messages on each of %d nodes; sends ok %d, unknown %d, failed %d; %d reads checked",
-		verdict, len(logs), total, nodes, ok, unknown, fail, len(reads))
+	v.Summary = fmt.Sprintf("%s: %d conversations, %d messages on each of %d nodes; sends ok %d, unknown %d (%d of them landed), failed %d; %d reads checked",
+		verdict, len(logs), total, nodes, ok, unknown, landed, fail, len(reads))
 	return v
 }
 
