@@ -54,6 +54,9 @@ func describeErr(r *apiclient.Response, err error) string {
 	return ""
 }
 
+// maxClientOps bounds the operations of one client in one run, beside the run's duration.
+const maxClientOps = 1_000_000
+
 // client is one worker's connection to the cluster: it picks a node per attempt.
 type client struct {
 	c     *Cluster
@@ -145,7 +148,7 @@ func opID(prefix string, rng *rand.Rand) string {
 // accepted errCodes, or deadline.
 func setupWrite(c *Cluster, route string, body []byte, deadline time.Time, accept ...int) (*apiclient.Response, error) {
 	var last string
-	for time.Now().Before(deadline) {
+	for i := 0; i < 10000 && time.Now().Before(deadline); i++ {
 		for _, n := range c.Running() {
 			r, err := n.client.Post(route, body)
 			if err == nil && r.ErrCode == 0 {

@@ -309,7 +309,7 @@ func (c *Cluster) Token() string {
 // until deadline.
 func (c *Cluster) Login(deadline time.Time) error {
 	var last error
-	for time.Now().Before(deadline) {
+	for i := 0; i < 10000 && time.Now().Before(deadline); i++ {
 		for _, n := range c.Running() {
 			r, err := n.client.Post("auth/user_register", map[string]interface{}{
 				"secret": adminSecret, "platform": 1, "uid": adminUID, "name": "jepsen admin"})
@@ -399,7 +399,7 @@ func (c *Cluster) byID(id string) *Node {
 
 // WaitReady waits until every running member answers /readyz 200, or deadline.
 func (c *Cluster) WaitReady(deadline time.Time) error {
-	for {
+	for i := 0; ; i++ {
 		var notReady []string
 		for _, n := range c.Running() {
 			cl := *n.client
@@ -412,7 +412,7 @@ func (c *Cluster) WaitReady(deadline time.Time) error {
 		if len(notReady) == 0 {
 			return nil
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || i >= 10000 {
 			return fmt.Errorf("not ready: %s", strings.Join(notReady, ","))
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -448,7 +448,7 @@ func (c *Cluster) digest(n *Node) Digest {
 // Digests polls every member until all answer the same applied index (or deadline) and
 // returns the last answers, sorted by node.
 func (c *Cluster) Digests(deadline time.Time) []Digest {
-	for {
+	for i := 0; ; i++ {
 		var ds []Digest
 		same := true
 		for _, n := range c.Members() {
@@ -459,7 +459,7 @@ func (c *Cluster) Digests(deadline time.Time) []Digest {
 			}
 		}
 		sort.Slice(ds, func(i, j int) bool { return ds[i].Node < ds[j].Node })
-		if same || time.Now().After(deadline) {
+		if same || time.Now().After(deadline) || i >= 10000 {
 			return ds
 		}
 		time.Sleep(300 * time.Millisecond)

@@ -133,16 +133,26 @@ func CountOps(ops []Op) map[string]Counts {
 }
 
 // WriteJSONL writes the history as events, one JSON object a line, in time order: an
-// "invoke" event and a completion event ("ok", "fail" or "unknown") per operation.
+// "invoke" event with what was called, and a completion event ("ok", "fail" or "unknown")
+// with the whole operation and its result.
 func WriteJSONL(path string, ops []Op) error {
 	type event struct {
-		Type string `json:"type"`
-		Time int64  `json:"time"`
-		Op   *Op    `json:"op"`
+		Type     string `json:"type"`
+		Time     int64  `json:"time"`
+		ID       int    `json:"id"`
+		Process  int    `json:"process"`
+		Workload string `json:"workload,omitempty"`
+		F        string `json:"f,omitempty"`
+		Key      string `json:"key,omitempty"`
+		Value    string `json:"value,omitempty"`
+		Op       *Op    `json:"op,omitempty"`
 	}
 	evs := make([]event, 0, 2*len(ops))
 	for i := range ops {
-		evs = append(evs, event{"invoke", ops[i].Invoke, &ops[i]}, event{string(ops[i].Outcome), ops[i].Complete, &ops[i]})
+		op := &ops[i]
+		evs = append(evs,
+			event{Type: "invoke", Time: op.Invoke, ID: op.ID, Process: op.Process, Workload: op.Workload, F: op.F, Key: op.Key, Value: op.Value},
+			event{Type: string(op.Outcome), Time: op.Complete, ID: op.ID, Process: op.Process, Op: op})
 	}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time < evs[j].Time })
 	f, err := os.Create(path)

@@ -80,7 +80,7 @@ func (w *msgWorkload) setup(c *Cluster, deadline time.Time) error {
 
 func (w *msgWorkload) run(ctx context.Context, id int, cl *client, h *History) {
 	proc := h.NewProcess()
-	for n := 0; ctx.Err() == nil; n++ {
+	for n := 0; n < maxClientOps && ctx.Err() == nil; n++ {
 		conv := w.convs[cl.rng.Intn(len(w.convs))]
 		var op Op
 		switch k := cl.rng.Intn(10); {

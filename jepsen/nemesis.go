@@ -306,7 +306,7 @@ func (nm *Nemesis) membership() (string, error) {
 	}
 	detail += fmt.Sprintf(", add %s@%s", n.ID, n.IP)
 	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	for i := 0; i < 1000 && time.Now().Before(deadline); i++ {
 		if l := nm.c.Leader(); l != nil {
 			if s, err := nm.c.status(l); err == nil {
 				for _, m := range s.Members {

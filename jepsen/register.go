@@ -35,7 +35,7 @@ func (w *registerWorkload) setup(c *Cluster, deadline time.Time) error {
 
 func (w *registerWorkload) run(ctx context.Context, id int, cl *client, h *History) {
 	proc := h.NewProcess()
-	for n := 0; ctx.Err() == nil; n++ {
+	for n := 0; n < maxClientOps && ctx.Err() == nil; n++ {
 		key := w.keys[cl.rng.Intn(len(w.keys))]
 		var op Op
 		if cl.rng.Intn(2) == 0 {

@@ -54,7 +54,7 @@ func (w *setWorkload) setup(c *Cluster, deadline time.Time) error {
 
 func (w *setWorkload) run(ctx context.Context, id int, cl *client, h *History) {
 	proc := h.NewProcess()
-	for ctx.Err() == nil {
+	for n := 0; n < maxClientOps && ctx.Err() == nil; n++ {
 		g := w.groups[cl.rng.Intn(len(w.groups))]
 		u := w.candidates[cl.rng.Intn(len(w.candidates))]
 		var op Op
