@@ -256,7 +256,9 @@ func (e *env) do(method, path, token string, body any, hdr ...string) *resp {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	out := &resp{Status: res.StatusCode(), Raw: append([]byte(nil), res.Body()...), Header: map[string]string{}}
-	res.Header.VisitAll(func(k, v []byte) { out.Header[string(k)] = string(v) })
+	for k, v := range res.Header.All() {
+		out.Header[string(k)] = string(v)
+	}
 	if bytes.HasPrefix(out.Raw, []byte("{")) {
 		if err := json.Unmarshal(out.Raw, out); err != nil {
 			e.t.Fatalf("%s %s: bad envelope %s: %v", method, path, out.Raw, err)
