@@ -63,7 +63,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("imbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	nodes := fs.String("nodes", "127.0.0.1:10002", "comma-separated host:port of the nodes' HTTP API; requests go to them in turn")
-	wls := fs.String("workload", "send_single", "comma-separated workloads, run one after another: "+workloadNames())
+	wls := fs.String("workload", "send_single", "comma-separated workloads, run one after another:"+workloadHelp())
 	cs := fs.String("c", "16", "concurrency: workers in a closed loop; a comma list (1,16,64) runs a sweep")
 	fs.DurationVar(&o.duration, "d", 10*time.Second, "measured duration of each run (max "+hardMaxDuration.String()+")")
 	fs.Int64Var(&o.maxOps, "n", 0, "stop each run after this many measured operations (0: by -d only); with -n and no -d, -d is "+hardMaxDuration.String())
@@ -164,7 +164,7 @@ func (o *options) validate() error {
 		return fmt.Errorf("-prefix must be 1..32 characters")
 	}
 	for _, w := range o.workloads {
-		if (workloads[w].needsGroup || (w == "mix" && o.mixWeights[kindSendGroup] > 0)) && o.groupSize > o.users {
+		if o.needsGroup(w) && o.groupSize > o.users {
 			return fmt.Errorf("-group-size %d needs -users >= %d", o.groupSize, o.groupSize)
 		}
 	}
@@ -224,7 +224,7 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	base := *o
 	for _, name := range o.workloads {
 		wl := workloads[name]
-		if wl.needsGroup && f.group == nil {
+		if o.needsGroup(name) && f.group == nil {
 			return fmt.Errorf("workload %s: no group of %d in the fixture (run with -setup auto or always)", name, o.groupSize)
 		}
 		for _, c := range o.concs {

@@ -73,7 +73,7 @@ var workloads = map[string]*workload{
 		newGen: func(f *fixture, o *options, w int) opGen { return newMixGen(f, o, w, single(kindReadUser)) }},
 	"pull": {name: "pull", help: "msg/pull_msg_by_seq of seq 1..-pull-n in one conversation",
 		newGen: func(f *fixture, o *options, w int) opGen { return newMixGen(f, o, w, single(kindPull)) }},
-	"mix": {name: "mix", help: "weighted mix of the above, -mix send_single=50,read_user=40,pull=10",
+	"mix": {name: "mix", help: "weighted mix of the other kinds, -mix send_single=50,read_user=40,pull=10",
 		newGen: func(f *fixture, o *options, w int) opGen { return newMixGen(f, o, w, o.mixWeights) }},
 }
 
@@ -92,6 +92,20 @@ func workloadNames() string {
 	}
 	sort.Strings(names)
 	return strings.Join(names, "|")
+}
+
+// workloadHelp lists the workloads with what each sends, for the -workload usage.
+func workloadHelp() string {
+	var b strings.Builder
+	for _, n := range strings.Split(workloadNames(), "|") {
+		fmt.Fprintf(&b, "\n  %-11s %s", n, workloads[n].help)
+	}
+	return b.String()
+}
+
+// needsGroup reports whether workload name sends to the -group-size group.
+func (o *options) needsGroup(name string) bool {
+	return workloads[name].needsGroup || (name == "mix" && o.mixWeights[kindSendGroup] > 0)
 }
 
 func single(k opKind) [numKinds]int {
