@@ -51,6 +51,7 @@ type Backend interface {
 
 // Server is the HTTP API of one node.
 type Server struct {
+	tokens tokenCache
 	cfg    config.Config
 	b      Backend
 	log    *slog.Logger

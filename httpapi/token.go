@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -59,19 +60,22 @@ func (s *Server) verify(r *request, token string) (Identity, error) {
 	if token == "" {
 		return Identity{}, &Error{Code: CodeTokenNotExist, Msg: "header token is missing"}
 	}
-	var c tokenClaims
-	_, err := s.jwtParser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.jwtKey, nil })
-	switch {
-	case err == nil:
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return Identity{}, &Error{Code: CodeTokenMalformed, Msg: "token is malformed"}
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return Identity{}, &Error{Code: CodeTokenExpired, Msg: "token has expired: get a new one from auth/user_token"}
-	default:
-		return Identity{}, &Error{Code: CodeTokenInvalid, Msg: "token is invalid (bad signature or claims)"}
-	}
-	if c.UID == "" {
-		return Identity{}, &Error{Code: CodeTokenInvalid, Msg: "token has no uid"}
+	c, ok := s.tokens.get(token)
+	if !ok {
+		_, err := s.jwtParser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.jwtKey, nil })
+		switch {
+		case err == nil:
+		case errors.Is(err, jwt.ErrTokenMalformed):
+			return Identity{}, &Error{Code: CodeTokenMalformed, Msg: "token is malformed"}
+		case errors.Is(err, jwt.ErrTokenExpired):
+			return Identity{}, &Error{Code: CodeTokenExpired, Msg: "token has expired: get a new one from auth/user_token"}
+		default:
+			return Identity{}, &Error{Code: CodeTokenInvalid, Msg: "token is invalid (bad signature or claims)"}
+		}
+		if c.UID == "" {
+			return Identity{}, &Error{Code: CodeTokenInvalid, Msg: "token has no uid"}
+		}
+		s.tokens.put(token, c)
 	}
 	f := s.b.FSM()
 	if c.RV > f.AppliedIndex() {
@@ -111,4 +115,35 @@ func (s *Server) clusterKeyOK(key []byte) bool {
 	}
 	sum := sha256.Sum256(key)
 	return subtle.ConstantTimeCompare(sum[:], s.clusterKeySum[:]) == 1
+}
+
+// tokenCache remembers tokens whose signature and claims have been checked, so a client
+// that sends the same token on every request pays for HMAC and JSON once. Only the
+// cryptographic part is cached: expiry is checked again on every hit, and the user check
+// (deleted, registered again) always runs. The map is dropped whole when full, which
+// bounds memory without any per-entry bookkeeping.
+type tokenCache struct {
+	mu sync.RWMutex
+	m  map[string]tokenClaims
+}
+
+const tokenCacheMax = 65536
+
+func (tc *tokenCache) get(token string) (tokenClaims, bool) {
+	tc.mu.RLock()
+	c, ok := tc.m[token]
+	tc.mu.RUnlock()
+	if !ok || c.ExpiresAt == nil || !time.Now().Before(c.ExpiresAt.Time) {
+		return tokenClaims{}, false
+	}
+	return c, true
+}
+
+func (tc *tokenCache) put(token string, c tokenClaims) {
+	tc.mu.Lock()
+	if tc.m == nil || len(tc.m) >= tokenCacheMax {
+		tc.m = make(map[string]tokenClaims)
+	}
+	tc.m[token] = c
+	tc.mu.Unlock()
 }
