@@ -57,8 +57,8 @@ type Deps struct {
 // Options configures a Gateway. Zero values take the defaults named on each field.
 type Options struct {
 	Logger *slog.Logger
-	// MaxConnections caps open WebSocket connections on this node (default 50,000);
-	// a handshake beyond it is answered HTTP 503.
+	// MaxConnections caps open WebSocket connections on this node (0: 50,000; negative:
+	// none); a handshake beyond it is answered HTTP 503.
 	MaxConnections int
 	// MaxFrameBytes caps a client frame (default 64 KiB); a larger one closes the
 	// connection with code 1009.
@@ -92,7 +92,9 @@ func (o *Options) defaults() {
 			*v = d
 		}
 	}
-	setDefault(&o.MaxConnections, 50000)
+	if o.MaxConnections == 0 {
+		o.MaxConnections = 50000
+	}
 	setDefault(&o.MaxFrameBytes, 64<<10)
 	setDefault(&o.SendBufferFrames, 256)
 	setDur := func(v *time.Duration, d time.Duration) {

@@ -14,20 +14,32 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// fdReserve is the descriptors a node keeps for everything but WebSocket clients: raft
+// and gossip peers, its files, HTTP API clients.
+const fdReserve = 1024
+
 // newGateway builds the WebSocket gateway. It exists before the FSM so that the FSM's
-// apply callbacks (OnCommit, OnUsersDeleted) can be wired to it.
+// apply callbacks (OnCommit, OnUsersDeleted) can be wired to it. It raises the open-file
+// limit for maxConnections and, where the system does not allow that many, lowers the
+// connection limit to what fits: a node out of descriptors cannot accept any request.
 func newGateway(cfg config.Config, logger *slog.Logger) *gateway.Gateway {
-	return gateway.New(gateway.Options{Logger: logger, MaxConnections: cfg.MaxConnections,
+	maxConns := cfg.MaxConnections
+	lim, err := gateway.RaiseFileLimit(uint64(maxConns) + fdReserve)
+	if err != nil || lim < uint64(maxConns)+fdReserve {
+		maxConns = max(0, int(lim)-fdReserve)
+		logger.Warn("open-file limit too low for maxConnections: WebSocket connections capped",
+			"limit", lim, "maxConnections", cfg.MaxConnections, "cap", maxConns, "err", err)
+		if maxConns == 0 {
+			maxConns = -1 // refuse all rather than take the default
+		}
+	}
+	return gateway.New(gateway.Options{Logger: logger, MaxConnections: maxConns,
 		MaxFrameBytes: cfg.MaxFrameBytes, SendBufferFrames: cfg.SendBufferFrames})
 }
 
 // startGateway connects the gateway to the node and the API and attaches GET /ws and
 // GET /demo; it must run before the API serves.
 func startGateway(cfg config.Config, gw *gateway.Gateway, f *fsm.FSM, n *node.Node, api *httpapi.Server, logger *slog.Logger) {
-	// One descriptor per connection, plus raft, gossip, files and peers.
-	if lim, err := gateway.RaiseFileLimit(uint64(cfg.MaxConnections) + 4096); err != nil || lim < uint64(cfg.MaxConnections) {
-		logger.Warn("open-file limit is below maxConnections", "limit", lim, "maxConnections", cfg.MaxConnections, "err", err)
-	}
 	gw.Start(gateway.Deps{
 		Store: f,
 		Verify: func(token string) (gateway.Identity, error) {
