@@ -148,7 +148,8 @@ func runLatency(ctx context.Context, cfg config, log io.Writer) (*LatencyStats, 
 	var sent, acked, sendErrs, skipped atomic.Int64
 	workers := min(1024, max(32, cfg.rate/4))
 	type job struct{ i, seq int }
-	jobs := make(chan job, workers)
+	// Room for a second of sends, so a scheduler hiccup is caught up rather than skipped.
+	jobs := make(chan job, max(workers, cfg.rate))
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
