@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -119,7 +120,9 @@ func TestStaleReadsAreCaught(t *testing.T) {
 	if v == nil {
 		t.Fatalf("no register verdict; report in %s", res.Dir)
 	}
-	if v.Valid {
+	if v.Valid || !strings.HasPrefix(v.Summary, "NOT linearizable") {
+		// Only porcupine finding no linearization counts: a timeout is a failure of
+		// another kind, not the violation this test expects.
 		t.Fatalf("stale reads under a leader partition were not caught: %s; report in %s:\n%s", v.Summary, res.Dir, Summary(res))
 	}
 	if res.Valid {
