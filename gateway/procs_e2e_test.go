@@ -74,11 +74,24 @@ func TestProcsCrossNodeDelivery(t *testing.T) {
 	if err := r.DecodeData(&pulled); err != nil || len(pulled) != n {
 		t.Fatalf("alice's pull: %d messages (%v)", len(pulled), err)
 	}
+	for route, body := range map[string]map[string]any{
+		"friend/get_friend_list":      {"operationID": "f", "ownerUid": "alice"},
+		"friend/get_blacklist":        {"operationID": "bl", "ownerUid": "alice"},
+		"group/get_joined_group_list": {"operationID": "jg", "uid": "alice"},
+		"user/get_user_info":          {"operationID": "ui", "uidList": []string{"alice", "bob"}},
+		"msg/pull_msg_by_seq":         {"operationID": "pp", "conversationID": conv, "beginSeq": 1, "endSeq": 1},
+		"msg/newest_seq":              {"operationID": "nn", "uid": "alice"},
+	} {
+		mustPost(t, a2, route, body) // a user's own data with its own token: errCode 0
+	}
 	for _, tc := range []struct {
 		route string
 		body  map[string]any
 	}{
 		{"manager/get_all_users_uid", map[string]any{"operationID": "a"}},
+		{"friend/get_friend_list", map[string]any{"operationID": "f2", "ownerUid": "bob"}},
+		{"group/get_joined_group_list", map[string]any{"operationID": "jg2", "uid": "bob"}},
+		{"friend/import_friend", map[string]any{"operationID": "if", "ownerUid": "alice", "uid": "bob"}},
 		{"msg/newest_seq", map[string]any{"operationID": "b", "uid": "bob"}},
 		{"msg/pull_msg_by_seq", map[string]any{"operationID": "c", "conversationID": fsm.SingleConversationID("bob", "carol"), "beginSeq": 1, "endSeq": 1}},
 		{"msg/send_msg", map[string]any{"operationID": "d", "sendID": "bob", "recvID": "alice", "sessionType": 1, "contentType": 101, "content": map[string]string{"text": "x"}}},
