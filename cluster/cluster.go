@@ -52,6 +52,7 @@ type Cluster struct {
 	meta atomic.Pointer[Meta]
 
 	mu       sync.Mutex
+	peers    map[string]peer      // gossip's view, copied in memberlist's callbacks
 	deadAt   map[string]time.Time // members gossip reports dead, since when
 	seenAsNV map[string]int       // reconcile rounds a non-voter has been seen alive
 
@@ -61,7 +62,7 @@ type Cluster struct {
 
 // New starts memberlist on cfg.GossipAddr. Call Start to join and run the loops.
 func New(cfg config.Config, n *node.Node, logger *slog.Logger) (*Cluster, error) {
-	c := &Cluster{cfg: cfg, n: n, log: logger, deadAt: map[string]time.Time{},
+	c := &Cluster{cfg: cfg, n: n, log: logger, deadAt: map[string]time.Time{}, peers: map[string]peer{},
 		seenAsNV: map[string]int{}, stop: make(chan struct{})}
 	c.meta.Store(&Meta{NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, HTTPAddr: cfg.HTTPAddr, InCluster: n.HasState()})
 
@@ -151,31 +152,47 @@ func (c *Cluster) joinLoop() {
 	}
 }
 
-// Members implements node.MemberSource.
-func (c *Cluster) Members() []node.MemberInfo {
-	var out []node.MemberInfo
-	for _, m := range c.ml.Members() {
-		meta, ok := decodeMeta(m.Meta)
-		if !ok {
-			continue
+// peer is one member as the event callbacks last saw it. memberlist mutates the *Node
+// values that Members() returns without a lock the caller can take, so reading them races;
+// the callbacks run under memberlist's lock, so copying there is safe.
+type peer struct {
+	meta   Meta
+	gossip string // host:port
+	alive  bool
+}
+
+// alivePeers returns the members gossip sees alive, this node included.
+func (c *Cluster) alivePeers() []peer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []peer
+	for _, p := range c.peers {
+		if p.alive {
+			out = append(out, p)
 		}
-		out = append(out, node.MemberInfo{NodeID: meta.NodeID, HTTPAddr: meta.HTTPAddr, RaftAddr: meta.RaftAddr,
-			GossipAddr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), Gossip: stateName(m.State)})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
 	return out
 }
 
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateLeft:
-		return "left"
+// Members implements node.MemberSource: every member gossip has seen, alive or not.
+func (c *Cluster) Members() []node.MemberInfo {
+	c.mu.Lock()
+	out := make([]node.MemberInfo, 0, len(c.peers))
+	for _, p := range c.peers {
+		state := "alive"
+		switch {
+		case p.alive:
+		case p.meta.Leaving || p.meta.Removed:
+			state = "left"
+		default:
+			state = "dead"
+		}
+		out = append(out, node.MemberInfo{NodeID: p.meta.NodeID, HTTPAddr: p.meta.HTTPAddr, RaftAddr: p.meta.RaftAddr,
+			GossipAddr: p.gossip, Gossip: state})
 	}
-	return "dead"
+	c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
+	return out
 }
 
 func decodeMeta(b []byte) (Meta, bool) {
@@ -262,13 +279,32 @@ type events struct{ c *Cluster }
 func (e *events) NotifyJoin(n *memberlist.Node) {
 	e.c.mu.Lock()
 	delete(e.c.deadAt, n.Name)
+	e.c.setPeer(n, true)
 	e.c.mu.Unlock()
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	e.c.mu.Lock()
 	e.c.deadAt[n.Name] = time.Now()
+	e.c.setPeer(n, false)
 	e.c.mu.Unlock()
 }
 
-func (e *events) NotifyUpdate(*memberlist.Node) {}
+func (e *events) NotifyUpdate(n *memberlist.Node) {
+	e.c.mu.Lock()
+	e.c.setPeer(n, true)
+	e.c.mu.Unlock()
+}
+
+// setPeer copies n (called with c.mu held, from memberlist's callbacks).
+func (c *Cluster) setPeer(n *memberlist.Node, alive bool) {
+	meta, ok := decodeMeta(n.Meta)
+	if !ok {
+		if old, had := c.peers[n.Name]; had {
+			old.alive = alive
+			c.peers[n.Name] = old
+		}
+		return
+	}
+	c.peers[n.Name] = peer{meta: meta, alive: alive, gossip: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))}
+}

@@ -5,7 +5,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 )
 
@@ -43,11 +42,8 @@ func (c *Cluster) mainLoop() {
 // bootstrap-expect members with the smallest IDs.
 func (c *Cluster) tryBootstrap() {
 	var alive []Meta
-	for _, m := range c.ml.Members() {
-		meta, ok := decodeMeta(m.Meta)
-		if !ok || m.State != memberlist.StateAlive {
-			continue
-		}
+	for _, p := range c.alivePeers() {
+		meta := p.meta
 		if meta.InCluster && meta.NodeID != c.cfg.NodeID {
 			// Someone already leads a cluster: wait for its leader to add us. Raft state
 			// appears when the first AppendEntries arrive.
@@ -112,12 +108,9 @@ func (c *Cluster) reconcile() {
 		}
 	}
 	alive := map[string]bool{}
-	for _, m := range c.ml.Members() {
-		meta, ok := decodeMeta(m.Meta)
-		if !ok || meta.NodeID == c.cfg.NodeID {
-			continue
-		}
-		if m.State != memberlist.StateAlive || meta.Leaving || meta.Removed || c.n.RecentlyRemoved(meta.NodeID) {
+	for _, p := range c.alivePeers() {
+		meta := p.meta
+		if meta.NodeID == c.cfg.NodeID || meta.Leaving || meta.Removed || c.n.RecentlyRemoved(meta.NodeID) {
 			continue
 		}
 		alive[meta.NodeID] = true
