@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"fmt"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 
 	"github.com/imnode/imnode/apiclient"
 	"github.com/imnode/imnode/fsm"
@@ -100,6 +104,26 @@ func TestProcsCrossNodeDelivery(t *testing.T) {
 		if err != nil || r.ErrCode != 1002 {
 			t.Errorf("alice's token on %s: %v %+v, want errCode 1002", tc.route, err, r)
 		}
+	}
+
+	// A node that leaves (SIGTERM) closes its sockets with 1001 and a reason first.
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+n3+"/ws?token="+aliceTok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = nodes[2].cmd.Process.Signal(syscall.SIGTERM)
+	_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	for {
+		_, _, err := ws.ReadMessage()
+		if err == nil {
+			continue
+		}
+		ce, ok := err.(*websocket.CloseError)
+		if !ok || ce.Code != CloseGoingAway || !strings.Contains(ce.Text, "leaving the cluster") {
+			t.Fatalf("on SIGTERM got %v, want close 1001 \"node leaving the cluster...\"", err)
+		}
+		break
 	}
 }
 
