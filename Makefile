@@ -10,9 +10,9 @@ NODES_N   ?= 3
 SEED      ?= 0
 FAULTS    ?= all
 # bench parameters (make bench C=64 D=10s WORKLOAD=send_single)
-C         ?= 64
+C         ?= 1,16,64
 D         ?= 10s
-WORKLOAD  ?= send_single
+WORKLOAD  ?= send_single,send_group,read_user
 BENCH_NODES ?= 127.0.0.1:10002,127.0.0.1:10012,127.0.0.1:10022
 
 .PHONY: all build run cluster cluster-stop cluster-clean test test-unit test-blackbox jepsen bench lint fmt clean
@@ -23,6 +23,7 @@ build:
 	$(GO) build -o $(BIN)/imnode ./cmd/imnode
 	$(GO) build -o $(BIN)/imbench ./cmd/imbench
 	$(GO) build -o $(BIN)/imjepsen ./jepsen/cmd/imjepsen
+	$(GO) build -o $(BIN)/imws ./cmd/imws
 
 # One node on the embedded defaults (HTTP 127.0.0.1:10002, data in data/node1). Ctrl-C stops it.
 run: build
@@ -71,7 +72,8 @@ jepsen: build
 	$(BIN)/imjepsen -bin $(BIN)/imnode -nodes $(NODES_N) -duration $(DURATION) -seed $(SEED) -faults $(FAULTS)
 
 bench: build
-	$(BIN)/imbench -nodes $(BENCH_NODES) -workload $(WORKLOAD) -c $(C) -d $(D)
+	$(BIN)/imbench -nodes $(BENCH_NODES) -workload $(WORKLOAD) -c $(C) -d $(D) -msg-bytes 300 -convs 1000 \
+	  -group-size 1000 -targets -json bench-results/bench.json
 
 lint:
 	$(GO) vet $(PKGS)
