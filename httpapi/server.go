@@ -155,6 +155,7 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.serveHTTP }
 // Serve accepts connections on ln until Shutdown; with cfg.TLS set it serves HTTPS.
 func (s *Server) Serve(ln net.Listener) error {
 	s.serving.Store(true)
+	ln = &patientListener{Listener: ln, log: s.log}
 	if s.cfg.TLS.CertFile != "" {
 		return s.srv.ServeTLS(ln, s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
 	}
