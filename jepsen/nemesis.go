@@ -94,7 +94,15 @@ func (nm *Nemesis) Run(ctx context.Context) {
 				}
 			}
 		}
-		sleepCtx(ctx, nm.span(nm.holdMin, nm.holdMax))
+		// Faults with nothing to heal (restart-all, membership) end when their action
+		// completes; the others are held, then healed in reverse order.
+		held := false
+		for _, a := range acts {
+			held = held || a.heal != nil
+		}
+		if held {
+			sleepCtx(ctx, nm.span(nm.holdMin, nm.holdMax))
+		}
 		for j := len(acts) - 1; j >= 0; j-- {
 			nm.finish(acts[j])
 		}
@@ -123,9 +131,9 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (nm *Nemesis) finish(a *active) {
 	if a.heal != nil {
 		a.ev.Heal = a.heal()
+		nm.logf("heal  %-16s %s", a.ev.Fault, a.ev.Heal)
 	}
 	a.ev.End = nm.h.Now()
-	nm.logf("heal  %-16s %s", a.ev.Fault, a.ev.Heal)
 	nm.mu.Lock()
 	nm.timeline = append(nm.timeline, a.ev)
 	nm.mu.Unlock()
