@@ -311,3 +311,19 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestIllegalVerdictNamesTheOperation(t *testing.T) {
+	ops := []Op{
+		reg("write", "1", 0, 10, OK),
+		reg("read", "1", 20, 30, OK),
+		reg("read", initialValue, 40, 50, OK), // the stale one
+	}
+	for i := range ops {
+		ops[i].ID, ops[i].Process = i, i
+	}
+	v := CheckRegister(ops, 10*time.Second, "", nil)
+	got := strings.Join(v.Problems, "\n")
+	if v.Valid || !strings.Contains(got, "partition x") || !strings.Contains(got, "op 2 read(x)") {
+		t.Fatalf("got %q, want the partition x and op 2 named", v.Problems)
+	}
+}

@@ -100,12 +100,14 @@ func checkLinearizable(name string, model porcupine.Model, hist []porcupine.Oper
 	case porcupine.Illegal:
 		v.Summary = fmt.Sprintf("NOT linearizable: %d operations in %d partitions, checked in %v", len(hist), parts, took)
 		v.problem("porcupine found no linearization; the visualization shows the longest linearizable prefix and the operations that cannot follow it")
-		// Name the partitions (uids, groups) that are not linearizable.
-		single := model
-		single.Partition, single.PartitionEvent = nil, nil
-		for _, part := range partitionByKey(hist) {
-			if porcupine.CheckOperationsTimeout(single, part, timeout) == porcupine.Illegal {
-				v.problem("partition %s (%d operations) is not linearizable", part[0].Input.(keyed).key(), len(part))
+		// Name the partitions (uids, groups) that are not linearizable, and in each the
+		// operation to look at first.
+		lins := info.PartialLinearizationsOperations()
+		for i, part := range partitionByKey(hist) {
+			if i < len(lins) {
+				if hint, bad := unplaced(model, part, lins[i]); bad {
+					v.problem("partition %s (%d operations) is not linearizable; %s", part[0].Input.(keyed).key(), len(part), hint)
+				}
 			}
 		}
 	default:
@@ -121,4 +123,42 @@ func checkLinearizable(name string, model porcupine.Model, hist []porcupine.Oper
 		}
 	}
 	return v
+}
+
+// unplaced tells whether porcupine's longest partial linearization of a partition leaves
+// operations out, and if so describes the one of them that returned first: usually the
+// read that no order of the writes explains.
+func unplaced(model porcupine.Model, part []porcupine.Operation, partials [][]porcupine.Operation) (string, bool) {
+	var longest []porcupine.Operation
+	for _, p := range partials {
+		if len(p) > len(longest) {
+			longest = p
+		}
+	}
+	if len(longest) >= len(part) {
+		return "", false
+	}
+	// Operations are told apart by client and times: the partial linearizations do not
+	// carry the metadata along.
+	type id struct {
+		client    int
+		call, ret int64
+	}
+	placed := map[id]bool{}
+	for _, op := range longest {
+		placed[id{op.ClientId, op.Call, op.Return}] = true
+	}
+	var first *porcupine.Operation
+	for i := range part {
+		op := &part[i]
+		if !placed[id{op.ClientId, op.Call, op.Return}] && (first == nil || op.Return < first.Return) {
+			first = op
+		}
+	}
+	if first == nil {
+		return fmt.Sprintf("%d of them linearized", len(longest)), true
+	}
+	return fmt.Sprintf("%d of them linearized; the first that cannot follow: op %v %s [%.3fs-%.3fs]",
+		len(longest), first.Metadata, model.DescribeOperation(first.Input, first.Output),
+		float64(first.Call)/1e9, float64(first.Return)/1e9), true
 }
