@@ -64,6 +64,25 @@ type client struct {
 	stale bool
 	// node, when set, pins every call to one node (the final reads of each node).
 	node *Node
+	// timeout, when set, replaces the nodes' per-call timeout for reads.
+	timeout time.Duration
+}
+
+// finalClient returns the client of the final reads on n: pinned to n, linearizable
+// reads, a long timeout (a loaded machine must not turn a slow answer into a violation).
+func finalClient(c *Cluster, n *Node, rng *rand.Rand) *client {
+	return &client{c: c, rng: rng, node: n, timeout: 10 * time.Second}
+}
+
+// retryRead runs read up to three times until it is ok, a second apart, and returns the
+// last outcome: only that one is recorded.
+func retryRead(read func() Op) Op {
+	op := read()
+	for i := 0; i < 2 && op.Outcome != OK; i++ {
+		time.Sleep(time.Second)
+		op = read()
+	}
+	return op
 }
 
 // pick returns a random member (dead and paused ones included: clients keep talking to
@@ -133,6 +152,11 @@ func (cl *client) read(route string, body interface{}) (*apiclient.Response, Out
 	api := n.client
 	if cl.stale {
 		api = n.stale
+	}
+	if cl.timeout > 0 {
+		cp := *api
+		cp.Timeout = cl.timeout
+		api = &cp
 	}
 	r, err := api.Post(route, body)
 	out := classify(r, err)

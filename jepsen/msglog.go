@@ -207,12 +207,12 @@ func (w *msgWorkload) pull(cl *client, h *History, conv string, begin, end uint6
 // sender) and all its messages, recorded as one "final" op per node and conversation.
 func (w *msgWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 	for _, n := range c.Members() {
-		cl := &client{c: c, rng: rng, node: n}
+		cl := finalClient(c, n, rng)
 		proc := h.NewProcess()
 		maxSeq := map[string]uint64{}
 		failed := ""
 		for _, u := range w.users {
-			op := w.newest(cl, h, u)
+			op := retryRead(func() Op { return w.newest(cl, h, u) })
 			if op.Outcome != OK {
 				failed = "newest_seq: " + op.Err
 				break
@@ -234,7 +234,7 @@ func (w *msgWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 			op.End = maxSeq[conv.ID]
 			// Chunks of 100, one more past the end to see that nothing follows it; bounded.
 			for begin, i := uint64(1), 0; begin <= op.End+1 && i < 10000; i++ {
-				p := w.pull(cl, h, conv.ID, begin, begin+99)
+				p := retryRead(func() Op { return w.pull(cl, h, conv.ID, begin, begin+99) })
 				if p.Outcome != OK {
 					op.Outcome, op.Err = p.Outcome, "pull: "+p.Err
 					failed = op.Err

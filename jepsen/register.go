@@ -83,10 +83,10 @@ func (w *registerWorkload) read(cl *client, h *History, key string) Op {
 // final reads every register on every member once all faults are healed.
 func (w *registerWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 	for _, n := range c.Members() {
-		cl := &client{c: c, rng: rng, node: n}
+		cl := finalClient(c, n, rng)
 		proc := h.NewProcess()
 		for _, k := range w.keys {
-			op := w.read(cl, h, k)
+			op := retryRead(func() Op { return w.read(cl, h, k) })
 			op.Process = proc
 			h.Add(op)
 			if op.Outcome != OK {

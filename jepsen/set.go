@@ -125,10 +125,10 @@ func (w *setWorkload) read(cl *client, h *History, group string) Op {
 
 func (w *setWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 	for _, n := range c.Members() {
-		cl := &client{c: c, rng: rng, node: n}
+		cl := finalClient(c, n, rng)
 		proc := h.NewProcess()
 		for _, g := range w.groups {
-			op := w.read(cl, h, g)
+			op := retryRead(func() Op { return w.read(cl, h, g) })
 			op.Process = proc
 			h.Add(op)
 			if op.Outcome != OK {
