@@ -14,6 +14,8 @@ C         ?= 1,16,64
 D         ?= 10s
 WORKLOAD  ?= send_single,send_group,read_user
 BENCH_NODES ?= 127.0.0.1:10002,127.0.0.1:10012,127.0.0.1:10022
+# optional config file for every node of `make cluster` (e.g. CONFIG=bench.yaml with pprof: true)
+CONFIG    ?=
 
 .PHONY: all build run cluster cluster-stop cluster-clean test test-unit test-blackbox jepsen bench lint fmt clean
 
@@ -38,7 +40,7 @@ cluster: build
 	    echo "node$$i already running"; continue; fi; \
 	  $(BIN)/imnode -node-id node$$i -data-dir $(CLUSTER)/node$$i \
 	    -http-addr 127.0.0.1:$$p -raft-addr 127.0.0.1:$$((p + 1)) -gossip-addr 127.0.0.1:$$((p + 2)) \
-	    -bootstrap-expect 3 -join 127.0.0.1:10004,127.0.0.1:10014,127.0.0.1:10024 \
+	    -bootstrap-expect 3 -join 127.0.0.1:10004,127.0.0.1:10014,127.0.0.1:10024 $(if $(CONFIG),-config $(CONFIG)) \
 	    >>$(CLUSTER)/node$$i.log 2>&1 & echo $$! > $(CLUSTER)/node$$i.pid; \
 	done
 	@for t in $$(seq 1 150); do \
