@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -32,6 +34,7 @@ func NewNet(ports []int) (*Net, error) {
 		return nil, fmt.Errorf("nft not found (apt-get install -y nftables): %w", err)
 	}
 	_ = n.Close()
+	removeStaleTables()
 	script := fmt.Sprintf("add table inet %[1]s\nadd chain inet %[1]s out { type filter hook output priority 0; policy accept; }\n", n.table)
 	if err := nft(script); err != nil {
 		return nil, err
@@ -119,4 +122,24 @@ func (n *Net) Partition(sides ...[]*Node) error {
 		}
 	}
 	return n.Cut(pairs)
+}
+
+var tableName = regexp.MustCompile(`table inet imjepsen_(\d+)`)
+
+// removeStaleTables deletes the tables of runs that died without cleaning up (kill -9 of
+// the runner): a table whose ports no process listens on any more on the node addresses.
+func removeStaleTables() {
+	out, err := exec.Command("nft", "list", "tables").Output()
+	if err != nil {
+		return
+	}
+	var ips []string
+	for i := 0; i < 32; i++ {
+		ips = append(ips, fmt.Sprintf("127.0.0.%d", firstIP+i))
+	}
+	for _, m := range tableName.FindAllStringSubmatch(string(out), -1) {
+		if p, err := strconv.Atoi(m[1]); err == nil && portsFree(ips, p) {
+			_ = nft(fmt.Sprintf("delete table inet imjepsen_%d\n", p))
+		}
+	}
 }
