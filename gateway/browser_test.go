@@ -24,7 +24,7 @@ func TestBrowserDemo(t *testing.T) {
 		t.Skipf("browser test skipped: %s not found (apt-get install chromium to run it; under CI=true it must run)", chromiumPath)
 	}
 	nodes := startCluster(t, 3)
-	n1, n2 := nodes[0].http, nodes[1].http
+	n1, n2 := nodes[0].HTTP, nodes[1].HTTP
 	mustUser(t, n1, "alice")
 	mustUser(t, n1, "bob")
 

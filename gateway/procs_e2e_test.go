@@ -39,7 +39,7 @@ func sendRetrying(t *testing.T, c *apiclient.Client, opID, sendID, recvID string
 // node 1, and the user-token routes of client delivery answer for the user only.
 func TestProcsCrossNodeDelivery(t *testing.T) {
 	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0].http, nodes[1].http, nodes[2].http
+	n1, n2, n3 := nodes[0].HTTP, nodes[1].HTTP, nodes[2].HTTP
 	aliceTok := mustUser(t, n1, "alice")
 	bobTok := mustUser(t, n1, "bob")
 	mustUser(t, n1, "carol")
@@ -112,7 +112,7 @@ func TestProcsCrossNodeDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.Close()
-	_ = nodes[2].cmd.Process.Signal(syscall.SIGTERM)
+	_ = nodes[2].Cmd.Process.Signal(syscall.SIGTERM)
 	_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
 	for {
 		_, _, err := ws.ReadMessage()
@@ -132,7 +132,7 @@ func TestProcsCrossNodeDelivery(t *testing.T) {
 // message exactly once, in order, including a conversation that began while it was away.
 func TestProcsKillNodeResume(t *testing.T) {
 	nodes := startCluster(t, 3)
-	n1, n2, n3 := nodes[0].http, nodes[1].http, nodes[2].http
+	n1, n2, n3 := nodes[0].HTTP, nodes[1].HTTP, nodes[2].HTTP
 	aliceTok := mustUser(t, n1, "alice")
 	bobTok := mustUser(t, n1, "bob")
 	carolTok := mustUser(t, n1, "carol")
@@ -171,7 +171,7 @@ func TestProcsKillNodeResume(t *testing.T) {
 		}
 	}()
 	<-killAt
-	nodes[2].kill9()
+	nodes[2].Signal(syscall.SIGKILL)
 	// While bob is away a new conversation starts: a resume lists only what bob has
 	// seen, and must bring this one from seq 1.
 	carol := apiclient.New(n2).WithToken(carolTok)

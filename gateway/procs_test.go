@@ -5,148 +5,18 @@ package gateway
 
 import (
 	"encoding/json"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
 	"github.com/imnode/imnode/apiclient"
+	"github.com/imnode/imnode/internal/proctest"
 )
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
+func startCluster(t *testing.T, size int) []*proctest.Proc { return proctest.StartCluster(t, size) }
 
-// mustBinary returns the imnode binary: $IMNODE_BIN (set by `make test`) or one built
-// once for this test run.
-func mustBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts real imnode processes; skipped with -short")
-	}
-	binOnce.Do(func() {
-		if p := os.Getenv("IMNODE_BIN"); p != "" {
-			binPath = p
-			return
-		}
-		dir, err := os.MkdirTemp("", "imnode-gw-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "imnode")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/imnode/imnode/cmd/imnode").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// proc is one imnode process.
-type proc struct {
-	t       *testing.T
-	id      string
-	http    string
-	cmd     *exec.Cmd
-	logPath string
-}
-
-// startCluster starts size nodes that bootstrap together and waits until all are ready.
-func startCluster(t *testing.T, size int) []*proc {
-	t.Helper()
-	bin := mustBinary(t)
-	dir := t.TempDir()
-	type addrs struct{ http, raft, gossip string }
-	var all []addrs
-	var gossips []string
-	for i := 0; i < size; i++ {
-		a := addrs{freeAddr(t), freeAddr(t), freeAddr(t)}
-		all = append(all, a)
-		gossips = append(gossips, a.gossip)
-	}
-	var procs []*proc
-	for i, a := range all {
-		p := &proc{t: t, id: fmt.Sprintf("n%d", i+1), http: a.http}
-		p.logPath = filepath.Join(dir, p.id+".log")
-		f, err := os.Create(p.logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.cmd = exec.Command(bin, "-node-id", p.id, "-data-dir", filepath.Join(dir, p.id),
-			"-http-addr", a.http, "-raft-addr", a.raft, "-gossip-addr", a.gossip,
-			"-bootstrap-expect", fmt.Sprint(size), "-join", strings.Join(gossips, ","))
-		p.cmd.Stdout, p.cmd.Stderr = f, f
-		if err := p.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		cmd := p.cmd
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-			}
-			f.Close()
-		})
-		procs = append(procs, p)
-	}
-	for _, p := range procs {
-		p.waitReady()
-	}
-	return procs
-}
-
-func (p *proc) waitReady() {
-	p.t.Helper()
-	c := apiclient.New(p.http)
-	c.Timeout = time.Second
-	deadline := time.Now().Add(40 * time.Second)
-	for time.Now().Before(deadline) {
-		if r, err := c.Get("readyz"); err == nil && r.HTTPStatus == 200 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	p.t.Fatalf("%s not ready within 40 s; log:\n%s", p.id, p.tail())
-}
-
-// kill9 kills the process without a chance to close anything.
-func (p *proc) kill9() {
-	_ = p.cmd.Process.Kill()
-	_ = p.cmd.Wait()
-}
-
-func (p *proc) tail() string {
-	b, _ := os.ReadFile(p.logPath)
-	lines := strings.Split(string(b), "\n")
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-const testSecret = "tuoyun"
+const testSecret = proctest.Secret
 
 // mustPost posts body and fails unless errCode is 0.
 func mustPost(t *testing.T, c *apiclient.Client, route string, body any) *apiclient.Response {

@@ -33,7 +33,7 @@ const (
 
 func TestSpecRequestsVerbatimOnOneNode(t *testing.T) {
 	procs := startCluster(t, 1)
-	c := procs[0].client()
+	c := procs[0].Client()
 	for _, uid := range []string{"21979710c3fe454d", "89b8924ea455a642", "f732156059eeb5d0", "1111111222", "123", "3434"} {
 		mustRegister(t, c, uid)
 	}
@@ -187,18 +187,18 @@ func TestThreeNodesSurviveLeaderKillAndFullRestart(t *testing.T) {
 	}
 	procs := startCluster(t, 3)
 	admin := mustAdmin(t, procs[0])
-	mustRegister(t, procs[1].client(), "alice")
-	mustRegister(t, procs[2].client(), "bob")
+	mustRegister(t, procs[1].Client(), "alice")
+	mustRegister(t, procs[2].Client(), "bob")
 
 	// A write through any node is seen by a linearizable read on any other right after.
 	var want []string
 	for i, p := range procs {
-		text := fmt.Sprintf("via-%s", p.id)
+		text := fmt.Sprintf("via-%s", p.ID)
 		sendText(t, mustAdmin(t, p), fmt.Sprintf("w%d", i), "alice", "bob", text)
 		want = append(want, text)
 		for _, q := range procs {
 			if got := pullTexts(t, mustAdmin(t, q), "si_alice_bob"); strings.Join(got, ",") != strings.Join(want, ",") {
-				t.Fatalf("read on %s after write via %s: got %v, want %v", q.id, p.id, got, want)
+				t.Fatalf("read on %s after write via %s: got %v, want %v", q.ID, p.ID, got, want)
 			}
 		}
 	}
@@ -206,7 +206,7 @@ func TestThreeNodesSurviveLeaderKillAndFullRestart(t *testing.T) {
 
 	// kill -9 the leader: writes through the survivors succeed again within seconds.
 	old := leaderOf(t, procs)
-	old.signal(syscall.SIGKILL)
+	old.Signal(syscall.SIGKILL)
 	var alive []*proc
 	for _, p := range procs {
 		if p != old {
@@ -235,8 +235,8 @@ func TestThreeNodesSurviveLeaderKillAndFullRestart(t *testing.T) {
 	}
 
 	// The killed node, restarted, catches up with everything it missed.
-	old.start()
-	old.waitReady()
+	old.Start()
+	old.WaitReady()
 	if got := pullTexts(t, mustAdmin(t, old), "si_alice_bob"); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("restarted node: got %v, want %v", got, want)
 	}
@@ -244,17 +244,17 @@ func TestThreeNodesSurviveLeaderKillAndFullRestart(t *testing.T) {
 
 	// Stop all three and start them again: everything is there, once, same seqs.
 	for _, p := range procs {
-		p.signal(syscall.SIGINT)
+		p.Signal(syscall.SIGINT)
 	}
 	for _, p := range procs {
-		p.start()
+		p.Start()
 	}
 	for _, p := range procs {
-		p.waitReady()
+		p.WaitReady()
 	}
 	for _, p := range procs {
 		if got := pullTexts(t, mustAdmin(t, p), "si_alice_bob"); strings.Join(got, ",") != strings.Join(want, ",") {
-			t.Fatalf("after full restart %s: got %v, want %v", p.id, got, want)
+			t.Fatalf("after full restart %s: got %v, want %v", p.ID, got, want)
 		}
 	}
 	if after := waitSameDigest(t, procs); after != digest {
@@ -264,7 +264,7 @@ func TestThreeNodesSurviveLeaderKillAndFullRestart(t *testing.T) {
 
 func TestInternalRoutesNeedTheClusterKey(t *testing.T) {
 	procs := startCluster(t, 1)
-	r, err := procs[0].client().Post("internal/propose", []byte{9, 0})
+	r, err := procs[0].Client().Post("internal/propose", []byte{9, 0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestInternalRoutesNeedTheClusterKey(t *testing.T) {
 
 func TestBackupRestoresIntoANewNode(t *testing.T) {
 	procs := startCluster(t, 1)
-	c := procs[0].client()
+	c := procs[0].Client()
 	admin := mustAdmin(t, procs[0])
 	mustRegister(t, c, "alice")
 	mustRegister(t, c, "bob")
@@ -299,8 +299,8 @@ func TestBackupRestoresIntoANewNode(t *testing.T) {
 		t.Fatalf("imnode restore: %v\n%s", err, out)
 	}
 	p := newProc(t, "restored", dataDir)
-	p.start("-bootstrap-expect", "1")
-	p.waitReady()
+	p.Start("-bootstrap-expect", "1")
+	p.WaitReady()
 	if _, got := digestOf(t, p); got != digest {
 		t.Fatalf("restored digest %s, want the backup point's %s", got, digest)
 	}
@@ -320,9 +320,9 @@ func TestSigtermLeaderLeavesTheConfiguration(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	procs := startCluster(t, 3)
-	mustRegister(t, procs[0].client(), "alice")
+	mustRegister(t, procs[0].Client(), "alice")
 	old := leaderOf(t, procs)
-	old.signal(syscall.SIGTERM)
+	old.Signal(syscall.SIGTERM)
 	var rest []*proc
 	for _, p := range procs {
 		if p != old {
@@ -342,7 +342,7 @@ func TestSigtermLeaderLeavesTheConfiguration(t *testing.T) {
 		_ = r.DecodeData(&st)
 		removed := true
 		for _, m := range st.Members {
-			if m.NodeID == old.id && m.Role != "none" {
+			if m.NodeID == old.ID && m.Role != "none" {
 				removed = false
 			}
 		}
@@ -350,10 +350,10 @@ func TestSigtermLeaderLeavesTheConfiguration(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s still in the configuration 15 s after SIGTERM: %s", old.id, r.Raw)
+			t.Fatalf("%s still in the configuration 15 s after SIGTERM: %s", old.ID, r.Raw)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	// Two voters remain and still commit writes.
-	mustRegister(t, rest[0].client(), "bob")
+	mustRegister(t, rest[0].Client(), "bob")
 }

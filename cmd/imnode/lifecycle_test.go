@@ -66,29 +66,29 @@ func TestGrowToFiveThenReplaceACrashedNode(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	procs := startCluster(t, 3)
-	mustRegister(t, procs[0].client(), "alice")
-	mustRegister(t, procs[0].client(), "bob")
+	mustRegister(t, procs[0].Client(), "alice")
+	mustRegister(t, procs[0].Client(), "bob")
 	for i := 0; i < 20; i++ {
 		sendText(t, mustAdmin(t, procs[i%3]), fmt.Sprintf("g%d", i), "alice", "bob", fmt.Sprintf("m%d", i))
 	}
 
 	// Two nodes started with -join become members: added, caught up, promoted to voters.
-	dir := filepath.Dir(procs[0].dataDir)
+	dir := filepath.Dir(procs[0].DataDir)
 	for _, id := range []string{"n4", "n5"} {
 		p := newProc(t, id, filepath.Join(dir, id))
-		p.args = []string{"-bootstrap-expect", "3", "-join", procs[0].gossip}
-		p.start()
+		p.Args = []string{"-bootstrap-expect", "3", "-join", procs[0].Gossip}
+		p.Start()
 		procs = append(procs, p)
 	}
 	waitRoles(t, procs, map[string]string{"n1": "voter", "n2": "voter", "n3": "voter", "n4": "voter", "n5": "voter"})
 	want := 20
 	for _, p := range procs[3:] {
-		p.waitReady()
+		p.WaitReady()
 		c := mustAdmin(t, p)
 		if got := pullTexts(t, c, "si_alice_bob"); len(got) != want {
-			t.Fatalf("%s caught up with %d messages, want %d", p.id, len(got), want)
+			t.Fatalf("%s caught up with %d messages, want %d", p.ID, len(got), want)
 		}
-		sendText(t, c, "via-"+p.id, "bob", "alice", "via "+p.id)
+		sendText(t, c, "via-"+p.ID, "bob", "alice", "via "+p.ID)
 		want++
 	}
 
@@ -97,7 +97,7 @@ func TestGrowToFiveThenReplaceACrashedNode(t *testing.T) {
 	if victim == leaderOf(t, procs) {
 		victim = procs[2]
 	}
-	victim.signal(syscall.SIGKILL)
+	victim.Signal(syscall.SIGKILL)
 	var rest []*proc
 	for _, p := range procs {
 		if p != victim {
@@ -106,7 +106,7 @@ func TestGrowToFiveThenReplaceACrashedNode(t *testing.T) {
 	}
 	time.Sleep(2 * time.Second)
 	for _, m := range membersOf(t, leaderOf(t, rest)) {
-		if m.NodeID == victim.id && (m.Role != "voter" || m.Reachable) {
+		if m.NodeID == victim.ID && (m.Role != "voter" || m.Reachable) {
 			t.Fatalf("crashed %s: got role %s reachable %v, want a voter that does not answer", m.NodeID, m.Role, m.Reachable)
 		}
 	}
@@ -115,11 +115,11 @@ func TestGrowToFiveThenReplaceACrashedNode(t *testing.T) {
 	if err != nil || r.ErrCode != 1004 {
 		t.Fatalf("remove_node of an unknown ID: got %v %v, want errCode 1004", err, r)
 	}
-	mustOK(t, admin, "cluster/remove_node", map[string]string{"operationID": "rm2", "nodeID": victim.id})
-	waitRoles(t, rest, map[string]string{victim.id: "none"})
+	mustOK(t, admin, "cluster/remove_node", map[string]string{"operationID": "rm2", "nodeID": victim.ID})
+	waitRoles(t, rest, map[string]string{victim.ID: "none"})
 	for _, m := range membersOf(t, leaderOf(t, rest)) {
-		if m.NodeID == victim.id && m.Role != "none" {
-			t.Fatalf("%s still configured after remove_node", victim.id)
+		if m.NodeID == victim.ID && m.Role != "none" {
+			t.Fatalf("%s still configured after remove_node", victim.ID)
 		}
 	}
 	// Writes go on through every remaining node.
@@ -142,27 +142,27 @@ func TestDeadNodeTimeoutRemovesACrashedVoter(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		p := newProc(t, fmt.Sprintf("d%d", i), filepath.Join(dir, fmt.Sprintf("d%d", i)))
 		procs = append(procs, p)
-		gossips = append(gossips, p.gossip)
+		gossips = append(gossips, p.Gossip)
 	}
 	for _, p := range procs {
-		p.args = []string{"-config", cfg, "-bootstrap-expect", "3", "-join", strings.Join(gossips, ",")}
-		p.start()
+		p.Args = []string{"-config", cfg, "-bootstrap-expect", "3", "-join", strings.Join(gossips, ",")}
+		p.Start()
 	}
 	for _, p := range procs {
-		p.waitReady()
+		p.WaitReady()
 	}
 	victim := procs[0]
 	if victim == leaderOf(t, procs) {
 		victim = procs[1]
 	}
-	victim.signal(syscall.SIGKILL)
+	victim.Signal(syscall.SIGKILL)
 	var rest []*proc
 	for _, p := range procs {
 		if p != victim {
 			rest = append(rest, p)
 		}
 	}
-	waitRoles(t, rest, map[string]string{victim.id: "none"})
+	waitRoles(t, rest, map[string]string{victim.ID: "none"})
 
 	// With two voters left, losing one more would leave no healthy majority: it stays.
 	second := rest[0]
@@ -174,14 +174,14 @@ func TestDeadNodeTimeoutRemovesACrashedVoter(t *testing.T) {
 		last = rest[1]
 	}
 	c := mustAdmin(t, last) // before quorum is gone: minting a token reads the user linearizably
-	second.signal(syscall.SIGKILL)
+	second.Signal(syscall.SIGKILL)
 	time.Sleep(5 * time.Second)
 	r, err := c.Get("cluster/status")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(r.Raw), `"nodeID":"`+second.id+`"`) {
-		t.Fatalf("the dead-node timeout removed %s although that left no healthy majority: %s", second.id, r.Raw)
+	if !strings.Contains(string(r.Raw), `"nodeID":"`+second.ID+`"`) {
+		t.Fatalf("the dead-node timeout removed %s although that left no healthy majority: %s", second.ID, r.Raw)
 	}
 }
 
@@ -194,7 +194,7 @@ func TestRemoveNodeOfALiveNodeKeepsItOutUntilRestart(t *testing.T) {
 	if victim == leaderOf(t, procs) {
 		victim = procs[1]
 	}
-	mustOK(t, mustAdmin(t, procs[0]), "cluster/remove_node", map[string]string{"operationID": "rm-live", "nodeID": victim.id})
+	mustOK(t, mustAdmin(t, procs[0]), "cluster/remove_node", map[string]string{"operationID": "rm-live", "nodeID": victim.ID})
 	var rest []*proc
 	for _, p := range procs {
 		if p != victim {
@@ -204,14 +204,14 @@ func TestRemoveNodeOfALiveNodeKeepsItOutUntilRestart(t *testing.T) {
 	// It stays out while it runs, although gossip still sees it alive.
 	for i := 0; i < 8; i++ {
 		for _, m := range membersOf(t, leaderOf(t, rest)) {
-			if m.NodeID == victim.id && m.Role != "none" {
-				t.Fatalf("%s was added back as %s %d×0.5 s after remove_node", victim.id, m.Role, i)
+			if m.NodeID == victim.ID && m.Role != "none" {
+				t.Fatalf("%s was added back as %s %d×0.5 s after remove_node", victim.ID, m.Role, i)
 			}
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	// Restarted with its data, it rejoins by itself.
-	victim.signal(syscall.SIGINT)
-	victim.start()
-	waitRoles(t, procs, map[string]string{victim.id: "voter"})
+	victim.Signal(syscall.SIGINT)
+	victim.Start()
+	waitRoles(t, procs, map[string]string{victim.ID: "voter"})
 }

@@ -1,0 +1,197 @@
+// Package proctest starts real imnode processes for black-box tests: it builds (or finds)
+// the binary, picks free loopback ports, starts nodes that bootstrap together, waits for
+// readiness, sends signals and keeps each node's log for failure messages. Every process
+// is killed when the test ends.
+package proctest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imnode/imnode/apiclient"
+)
+
+// Secret and Admin are the defaults a test node runs with.
+const (
+	Secret = "tuoyun"
+	Admin  = "openIM123456"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// Binary returns the imnode binary: $IMNODE_BIN (set by `make test`) or one built once per
+// test binary. With -short it skips the test: these tests start real processes.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts real imnode processes; skipped with -short")
+	}
+	binOnce.Do(func() {
+		if p := os.Getenv("IMNODE_BIN"); p != "" {
+			binPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "imnode-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "imnode")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/imnode/imnode/cmd/imnode").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// Proc is one imnode process (started, stopped and started again as a test needs).
+type Proc struct {
+	T       testing.TB
+	ID      string
+	DataDir string
+	HTTP    string
+	Raft    string
+	Gossip  string
+	// Args are passed on every start, after the address flags.
+	Args    []string
+	Cmd     *exec.Cmd
+	logPath string
+}
+
+// New describes a node with free ports; Start runs it.
+func New(t testing.TB, id, dataDir string) *Proc {
+	return &Proc{T: t, ID: id, DataDir: dataDir, HTTP: FreeAddr(t), Raft: FreeAddr(t), Gossip: FreeAddr(t)}
+}
+
+// Start runs the node with its address flags, p.Args and extra.
+func (p *Proc) Start(extra ...string) {
+	p.T.Helper()
+	args := []string{"-node-id", p.ID, "-data-dir", p.DataDir, "-http-addr", p.HTTP,
+		"-raft-addr", p.Raft, "-gossip-addr", p.Gossip}
+	args = append(append(args, p.Args...), extra...)
+	p.Cmd = exec.Command(Binary(p.T), args...)
+	p.logPath = filepath.Join(filepath.Dir(p.DataDir), p.ID+".log")
+	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		p.T.Fatal(err)
+	}
+	p.Cmd.Stdout, p.Cmd.Stderr = f, f
+	if err := p.Cmd.Start(); err != nil {
+		p.T.Fatal(err)
+	}
+	cmd := p.Cmd
+	p.T.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		f.Close()
+	})
+}
+
+// Running reports whether the last started process has not exited (as far as Wait knows).
+func (p *Proc) Running() bool { return p.Cmd != nil && p.Cmd.ProcessState == nil }
+
+// Signal sends sig and, unless it is SIGSTOP or SIGCONT, waits (20 s at most) for the exit.
+func (p *Proc) Signal(sig syscall.Signal) {
+	p.T.Helper()
+	_ = p.Cmd.Process.Signal(sig)
+	if sig == syscall.SIGSTOP || sig == syscall.SIGCONT {
+		return
+	}
+	done := make(chan struct{})
+	go func() { _ = p.Cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		p.T.Fatalf("%s did not exit after %v; log:\n%s", p.ID, sig, p.Tail())
+	}
+}
+
+// Tail returns the last 30 lines of the node's log.
+func (p *Proc) Tail() string {
+	b, _ := os.ReadFile(p.logPath)
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Client returns an API client of the node, without a token.
+func (p *Proc) Client() *apiclient.Client { return apiclient.New(p.HTTP) }
+
+// AdminClient returns an API client with an administrator's token.
+func (p *Proc) AdminClient() *apiclient.Client {
+	p.T.Helper()
+	c := p.Client()
+	tok, err := c.TokenFor(Secret, Admin)
+	if err != nil {
+		p.T.Fatal(err)
+	}
+	return c.WithToken(tok)
+}
+
+// WaitReady waits (40 s at most) for GET /readyz 200.
+func (p *Proc) WaitReady() {
+	p.T.Helper()
+	c := p.Client()
+	c.Timeout = time.Second
+	deadline := time.Now().Add(40 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, err := c.Get("readyz"); err == nil && r.HTTPStatus == 200 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.T.Fatalf("%s not ready within 40 s; log:\n%s", p.ID, p.Tail())
+}
+
+// StartCluster starts size nodes n1..nN that bootstrap together, and waits until every
+// one is ready.
+func StartCluster(t testing.TB, size int) []*Proc {
+	t.Helper()
+	dir := t.TempDir()
+	var procs []*Proc
+	var gossips []string
+	for i := 1; i <= size; i++ {
+		p := New(t, fmt.Sprintf("n%d", i), filepath.Join(dir, fmt.Sprintf("n%d", i)))
+		procs = append(procs, p)
+		gossips = append(gossips, p.Gossip)
+	}
+	for _, p := range procs {
+		p.Args = []string{"-bootstrap-expect", fmt.Sprint(size), "-join", strings.Join(gossips, ",")}
+		p.Start()
+	}
+	for _, p := range procs {
+		p.WaitReady()
+	}
+	return procs
+}
