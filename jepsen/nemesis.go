@@ -64,18 +64,26 @@ type active struct {
 	heal func() string
 }
 
-// Run injects faults until ctx ends, one at a time or two combined (a process fault with
-// a partition), each healed before the next quiet period. It heals whatever is in force
+// Run injects faults until ctx ends, in rounds that take every fault once in a random
+// order, one at a time or two combined (a process fault with a partition), each healed
+// before the next quiet period. It heals whatever is in force
 // when ctx ends.
 func (nm *Nemesis) Run(ctx context.Context) {
 	if len(nm.faults) == 0 {
 		return
 	}
+	var round []string
 	for i := 0; i < 10000 && ctx.Err() == nil; i++ {
 		if !sleepCtx(ctx, nm.span(nm.quietMin, nm.quietMax)) {
 			return
 		}
-		f := nm.faults[nm.rng.Intn(len(nm.faults))]
+		// Rounds of every fault in a random order: a short run covers them all.
+		if len(round) == 0 {
+			round = append([]string(nil), nm.faults...)
+			nm.rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
+		}
+		f := round[0]
+		round = round[1:]
 		var acts []*active
 		if a := nm.inject(f); a != nil {
 			acts = append(acts, a)
