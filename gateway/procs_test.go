@@ -57,7 +57,6 @@ type wsClient struct {
 	lastSeq  map[string]uint64
 	closes   []string
 	ws       *websocket.Conn
-	resumed  bool
 	received chan struct{}
 }
 

@@ -387,16 +387,6 @@ func (c *Cluster) Leader() *Node {
 	return best
 }
 
-// byID returns the member with that ID, or nil.
-func (c *Cluster) byID(id string) *Node {
-	for _, n := range c.Members() {
-		if n.ID == id {
-			return n
-		}
-	}
-	return nil
-}
-
 // WaitReady waits until every running member answers /readyz 200, or deadline.
 func (c *Cluster) WaitReady(deadline time.Time) error {
 	for i := 0; ; i++ {

@@ -215,7 +215,7 @@ func (n *Node) Status() Status {
 		m := Member{MemberInfo: gossip[id], Role: RoleVoter}
 		m.NodeID, m.RaftAddr = id, string(s.Address)
 		if m.Gossip == "" {
-			m.Gossip = "unknown"
+			m.Gossip = "dead" // configured, never seen by gossip: not reachable
 		}
 		switch {
 		case id == st.LeaderID:
