@@ -151,6 +151,11 @@ var mh = func() *codec.MsgpackHandle {
 	// Canonical sorts map keys, so a value that ever holds a map still encodes to the same
 	// bytes on every node (stored bytes feed Digest).
 	h.Canonical = true
+	// Structs go out as arrays, by field position: a stored message or idempotency record
+	// does not carry its field names, which were most of its bytes after the content.
+	// Fields are therefore append-only, like command types (a decoder fills the fields an
+	// older, shorter array lacks with zero values).
+	h.StructToArray = true
 	return h
 }()
 

@@ -24,7 +24,7 @@ type txn struct {
 }
 
 func newTxn(tx *bolt.Tx) *txn {
-	return &txn{
+	t := &txn{
 		tx:         tx,
 		meta:       tx.Bucket(bktMeta),
 		users:      tx.Bucket(bktUsers),
@@ -40,6 +40,14 @@ func newTxn(tx *bolt.Tx) *txn {
 		idem:       tx.Bucket(bktIdem),
 		idemTime:   tx.Bucket(bktIdemTime),
 	}
+	if tx.Writable() {
+		// Messages are appended at the end of their conversation's key range and time keys
+		// at the end of the bucket: a page split there never receives keys again on its
+		// left side, so filling it (instead of bbolt's default half) keeps pages full.
+		t.msgs.FillPercent = 0.9
+		t.idemTime.FillPercent = 1.0
+	}
+	return t
 }
 
 func (w *txn) appliedIndex() uint64 {
