@@ -213,5 +213,6 @@ func TestRemoveNodeOfALiveNodeKeepsItOutUntilRestart(t *testing.T) {
 	// Restarted with its data, it rejoins by itself.
 	victim.Signal(syscall.SIGINT)
 	victim.Start()
+	victim.WaitReady()
 	waitRoles(t, procs, map[string]string{victim.ID: "voter"})
 }
