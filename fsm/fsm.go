@@ -269,59 +269,87 @@ func (w *txn) applyCommand(l *raft.Log) *Result {
 	return r
 }
 
-func knownCommand(t CommandType) bool {
-	return t >= CmdRegisterUser && t <= CmdPruneIdempotency
+func knownCommand(t CommandType) bool { return commandBody(t) != nil }
+
+// commandBody returns a new, empty body of command type t, or nil for an unknown type.
+func commandBody(t CommandType) interface{} {
+	switch t {
+	case CmdRegisterUser:
+		return &RegisterUser{}
+	case CmdUpdateUser:
+		return &UpdateUser{}
+	case CmdDeleteUsers:
+		return &DeleteUsers{}
+	case CmdImportFriends:
+		return &ImportFriends{}
+	case CmdAddBlacklist:
+		return &AddBlacklist{}
+	case CmdCreateGroup:
+		return &CreateGroup{}
+	case CmdInviteToGroup:
+		return &InviteToGroup{}
+	case CmdKickFromGroup:
+		return &KickFromGroup{}
+	case CmdSendMessage:
+		return &SendMessage{}
+	case CmdPruneIdempotency:
+		return &PruneIdempotency{}
+	}
+	return nil
+}
+
+// Validate reports whether Apply can decode cmd. Apply treats an undecodable entry as a
+// bug and stops the node (a diverging replica is worse than a crashed one), so a leader
+// checks every command it receives from another node with Validate before proposing it.
+func Validate(cmd []byte) error {
+	t, _, body, err := Decode(cmd)
+	if err != nil {
+		return err
+	}
+	v := commandBody(t &^ IgnoreUnknownFlag)
+	if v == nil {
+		if t&IgnoreUnknownFlag != 0 {
+			return nil
+		}
+		return fmt.Errorf("unknown command type %d", uint8(t))
+	}
+	if err := DecodeBody(body, v); err != nil {
+		return fmt.Errorf("%s body: %w", t, err)
+	}
+	return nil
 }
 
 // dispatch decodes the body and calls the command's applier. An applier checks every
 // precondition before its first write, so a domain error means nothing changed.
 func (w *txn) dispatch(t CommandType, body []byte) (*Result, error) {
-	decode := func(v interface{}) {
-		if err := DecodeBody(body, v); err != nil {
-			panic(fmt.Sprintf("fsm: decode %s body at index %d: %v", t, w.index, err))
-		}
+	v := commandBody(t)
+	if v == nil {
+		panic(fmt.Sprintf("fsm: no applier for %s", t))
 	}
-	switch t {
-	case CmdRegisterUser:
-		var c RegisterUser
-		decode(&c)
-		return w.registerUser(&c)
-	case CmdUpdateUser:
-		var c UpdateUser
-		decode(&c)
-		return w.updateUser(&c)
-	case CmdDeleteUsers:
-		var c DeleteUsers
-		decode(&c)
-		return w.deleteUsers(&c)
-	case CmdImportFriends:
-		var c ImportFriends
-		decode(&c)
-		return w.importFriends(&c)
-	case CmdAddBlacklist:
-		var c AddBlacklist
-		decode(&c)
-		return w.addBlacklist(&c)
-	case CmdCreateGroup:
-		var c CreateGroup
-		decode(&c)
-		return w.createGroup(&c)
-	case CmdInviteToGroup:
-		var c InviteToGroup
-		decode(&c)
-		return w.inviteToGroup(&c)
-	case CmdKickFromGroup:
-		var c KickFromGroup
-		decode(&c)
-		return w.kickFromGroup(&c)
-	case CmdSendMessage:
-		var c SendMessage
-		decode(&c)
-		return w.sendMessage(&c)
-	case CmdPruneIdempotency:
-		var c PruneIdempotency
-		decode(&c)
-		return w.pruneIdempotency(&c)
+	if err := DecodeBody(body, v); err != nil {
+		panic(fmt.Sprintf("fsm: decode %s body at index %d: %v", t, w.index, err))
+	}
+	switch c := v.(type) {
+	case *RegisterUser:
+		return w.registerUser(c)
+	case *UpdateUser:
+		return w.updateUser(c)
+	case *DeleteUsers:
+		return w.deleteUsers(c)
+	case *ImportFriends:
+		return w.importFriends(c)
+	case *AddBlacklist:
+		return w.addBlacklist(c)
+	case *CreateGroup:
+		return w.createGroup(c)
+	case *InviteToGroup:
+		return w.inviteToGroup(c)
+	case *KickFromGroup:
+		return w.kickFromGroup(c)
+	case *SendMessage:
+		return w.sendMessage(c)
+	case *PruneIdempotency:
+		return w.pruneIdempotency(c)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %s", t))
 }

@@ -416,3 +416,27 @@ func TestReadsDuringApply(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateRefusesWhatApplyWouldPanicOn(t *testing.T) {
+	good := mustEncode(t, CmdSendMessage, nil, &SendMessage{MsgID: "m", SendID: "a", RecvID: "b", SessionType: 1, ContentType: 101, Content: []byte(`{"text":"x"}`)})
+	if err := Validate(good); err != nil {
+		t.Fatalf("valid command refused: %v", err)
+	}
+	optional := append([]byte{byte(IgnoreUnknownFlag | 99), 0}, 0xc0)
+	if err := Validate(optional); err != nil {
+		t.Fatalf("unknown optional command refused: %v", err)
+	}
+	for name, cmd := range map[string][]byte{
+		"empty":        nil,
+		"short key":    {byte(CmdSendMessage), 5, 1, 2},
+		"unknown type": {99, 0, 0xc0},
+		"garbage body": append([]byte{byte(CmdSendMessage), 0}, 0xc1, 0xff, 0x00),
+		"wrong shape":  append([]byte{byte(CmdSendMessage), 0}, 0xa3, 'a', 'b', 'c'),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := Validate(cmd); err == nil {
+				t.Fatalf("Validate accepted %x", cmd)
+			}
+		})
+	}
+}

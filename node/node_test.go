@@ -254,3 +254,18 @@ func TestStatusListsConfiguredMembers(t *testing.T) {
 		t.Fatalf("got %v, want ErrUnknownServer", err)
 	}
 }
+
+func TestLeaderRefusesAnUndecodableForwardedCommand(t *testing.T) {
+	tc := mustCluster(t, 3)
+	l := tc.leader()
+	before := l.raft.LastIndex()
+	status, body := l.HandleInternal(PathPropose, append([]byte{byte(fsm.CmdSendMessage), 0}, 0xc1, 0xff))
+	var rep internalReply
+	if err := fsm.DecodeValue(body, &rep); status != 200 || err != nil || rep.Status != replyError {
+		t.Fatalf("got HTTP %d %+v (%v), want a refusal", status, rep, err)
+	}
+	if got := l.raft.LastIndex(); got != before {
+		t.Fatalf("log grew from %d to %d: the command was proposed", before, got)
+	}
+	mustRegister(t, l, "still-fine", nil)
+}

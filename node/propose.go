@@ -314,8 +314,9 @@ func (n *Node) applyLocalIfLeader(ctx context.Context, cmd []byte) (*fsm.Result,
 	if !n.IsLeader() {
 		return nil, replyNotApplied, nil
 	}
-	if _, _, _, err := fsm.Decode(cmd); err != nil {
-		return nil, replyError, err
+	if err := fsm.Validate(cmd); err != nil {
+		// Proposed, it would stop every node's FSM: refuse it here.
+		return nil, replyError, fmt.Errorf("refusing a forwarded command: %w", err)
 	}
 	return n.applyLocal(ctx, cmd)
 }
