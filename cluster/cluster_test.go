@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/imnode/imnode/config"
 	"github.com/imnode/imnode/fsm"
+	"github.com/imnode/imnode/internal/proctest"
 	"github.com/imnode/imnode/node"
 )
 
@@ -22,16 +22,6 @@ type member struct {
 	n  *node.Node
 	c  *Cluster
 	tr *raft.InmemTransport
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 type world struct {
@@ -64,7 +54,7 @@ func (w *world) start(id string, expect int, join []string) *member {
 	cfg := config.Default()
 	cfg.NodeID, cfg.DataDir = id, w.t.TempDir()
 	cfg.BootstrapExpect, cfg.Join = expect, join
-	cfg.GossipAddr = freeAddr(w.t)
+	cfg.GossipAddr = proctest.FreeAddr(w.t)
 	cfg.Raft.HeartbeatTimeout = config.Duration(100 * time.Millisecond)
 	cfg.Raft.ElectionTimeout = config.Duration(100 * time.Millisecond)
 	cfg.Raft.LeaderLeaseTimeout = config.Duration(50 * time.Millisecond)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/imnode/imnode/internal/proctest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,18 +137,7 @@ func TestDeadNodeTimeoutRemovesACrashedVoter(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("raft:\n  deadNodeTimeout: 2s\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	var procs []*proc
-	var gossips []string
-	for i := 1; i <= 3; i++ {
-		p := newProc(t, fmt.Sprintf("d%d", i), filepath.Join(dir, fmt.Sprintf("d%d", i)))
-		procs = append(procs, p)
-		gossips = append(gossips, p.Gossip)
-	}
-	for _, p := range procs {
-		p.Args = []string{"-config", cfg, "-bootstrap-expect", "3", "-join", strings.Join(gossips, ",")}
-		p.Start()
-	}
+	procs := proctest.Launch(t, "d", 3, "-config", cfg)
 	for _, p := range procs {
 		p.WaitReady()
 	}

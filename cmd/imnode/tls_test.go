@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/imnode/imnode/internal/proctest"
 	"math/big"
 	"net"
 	"net/http"
@@ -58,17 +59,7 @@ func TestTLSAndEncryptedGossipCluster(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("tls:\n  certFile: %s\n  keyFile: %s\ngossipKey: %s\n", cert, key, gossipKey)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var procs []*proc
-	var gossips []string
-	for i := 1; i <= 3; i++ {
-		p := newProc(t, fmt.Sprintf("s%d", i), filepath.Join(dir, fmt.Sprintf("s%d", i)))
-		procs = append(procs, p)
-		gossips = append(gossips, p.Gossip)
-	}
-	for _, p := range procs {
-		p.Args = []string{"-config", cfg, "-bootstrap-expect", "3", "-join", strings.Join(gossips, ",")}
-		p.Start()
-	}
+	procs := proctest.Launch(t, "s", 3, "-config", cfg)
 	pool := x509.NewCertPool()
 	pem, _ := os.ReadFile(cert)
 	pool.AppendCertsFromPEM(pem)

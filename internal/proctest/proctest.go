@@ -174,22 +174,31 @@ func (p *Proc) WaitReady() {
 	p.T.Fatalf("%s not ready within 40 s; log:\n%s", p.ID, p.Tail())
 }
 
-// StartCluster starts size nodes n1..nN that bootstrap together, and waits until every
-// one is ready.
-func StartCluster(t testing.TB, size int) []*Proc {
+// Launch starts size nodes named prefix1..prefixN that bootstrap together, each with extra
+// flags (e.g. -config FILE) after the cluster ones, without waiting for them.
+func Launch(t testing.TB, prefix string, size int, extra ...string) []*Proc {
 	t.Helper()
 	dir := t.TempDir()
 	var procs []*Proc
 	var gossips []string
 	for i := 1; i <= size; i++ {
-		p := New(t, fmt.Sprintf("n%d", i), filepath.Join(dir, fmt.Sprintf("n%d", i)))
+		id := fmt.Sprintf("%s%d", prefix, i)
+		p := New(t, id, filepath.Join(dir, id))
 		procs = append(procs, p)
 		gossips = append(gossips, p.Gossip)
 	}
 	for _, p := range procs {
-		p.Args = []string{"-bootstrap-expect", fmt.Sprint(size), "-join", strings.Join(gossips, ",")}
+		p.Args = append([]string{"-bootstrap-expect", fmt.Sprint(size), "-join", strings.Join(gossips, ",")}, extra...)
 		p.Start()
 	}
+	return procs
+}
+
+// StartCluster starts size nodes n1..nN that bootstrap together, and waits until every
+// one is ready.
+func StartCluster(t testing.TB, size int) []*Proc {
+	t.Helper()
+	procs := Launch(t, "n", size)
 	for _, p := range procs {
 		p.WaitReady()
 	}
