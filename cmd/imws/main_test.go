@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"github.com/imnode/imnode/internal/proctest"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,14 +86,7 @@ func startNode(t *testing.T) string {
 			t.Fatalf("go build: %v\n%s", err, out)
 		}
 	}
-	free := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().String()
-	}
+	free := func() string { return proctest.FreeAddr(t) }
 	httpAddr := free()
 	log, err := os.Create(filepath.Join(dir, "node.log"))
 	if err != nil {

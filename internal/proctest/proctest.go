@@ -6,6 +6,7 @@ package proctest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -60,15 +61,48 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
-// FreeAddr returns a loopback address with a port that was free a moment ago.
+// Test nodes take ports from [portLow, portHigh): below the kernel's ephemeral range
+// (32768-60999 by default), so a client socket of another test running in parallel
+// cannot take a port between the moment it is chosen and the moment the node binds it;
+// and away from the ports of make run / make cluster (10002-10024), jepsen (21000-29999)
+// and imbench's tests (31900-31999).
+const (
+	portLow  = 11000
+	portHigh = 20000
+)
+
+var (
+	portMu    sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// FreeAddr returns a loopback address whose port is free for TCP and UDP (gossip uses both)
+// and has not been handed out before in this test binary.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	for try := 0; try < 1000; try++ {
+		port := portLow + rand.IntN(portHigh-portLow)
+		if portsUsed[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		portsUsed[port] = true
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free loopback port in 11000-19999")
+	return ""
 }
 
 // Proc is one imnode process (started, stopped and started again as a test needs).
