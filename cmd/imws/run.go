@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/imnode/imnode/gateway"
 	"io"
 	"net"
 	"runtime"
@@ -11,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -51,7 +51,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Result, error) {
 	if cfg.rate > 0 {
 		need += uint64(2 * cfg.pairs)
 	}
-	if lim, err := raiseFileLimit(need); err != nil || lim < need {
+	if lim, err := gateway.RaiseFileLimit(need); err != nil || lim < need {
 		fmt.Fprintf(log, "warning: open-file limit %d is below the %d this run needs (%v)\n", lim, need, err)
 	}
 	res := &Result{Nodes: cfg.nodes}
@@ -304,23 +304,6 @@ func selfRSS() int64 {
 		}
 	}
 	return 0
-}
-
-func raiseFileLimit(want uint64) (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	if lim.Cur >= want {
-		return lim.Cur, nil
-	}
-	if lim.Max < want {
-		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}) == nil {
-			return want, nil
-		}
-	}
-	lim.Cur = min(want, lim.Max)
-	return lim.Cur, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
