@@ -125,21 +125,19 @@ func optString(field string, raw json.RawMessage) error {
 }
 
 func needObject(field string, raw json.RawMessage) error {
-	if len(raw) == 0 {
-		return fmt.Errorf("%s (an object) is required", field)
-	}
-	if raw[0] != '{' {
-		return fmt.Errorf("%s must be an object, not a JSON %s", field, jsonKindOf(raw))
-	}
-	return nil
+	return needKind(field, raw, '{', "an object")
 }
 
-func needArray(field string, raw json.RawMessage) error {
+func needArray(field string, raw json.RawMessage) error { return needKind(field, raw, '[', "an array") }
+
+// needKind requires raw to be present and to open with open (the decoder has already
+// checked that it is well-formed JSON).
+func needKind(field string, raw json.RawMessage, open byte, kind string) error {
 	if len(raw) == 0 {
-		return fmt.Errorf("%s (an array) is required", field)
+		return fmt.Errorf("%s (%s) is required", field, kind)
 	}
-	if raw[0] != '[' {
-		return fmt.Errorf("%s must be an array, not a JSON %s", field, jsonKindOf(raw))
+	if raw[0] != open {
+		return fmt.Errorf("%s must be %s, not a JSON %s", field, kind, jsonKindOf(raw))
 	}
 	return nil
 }

@@ -88,6 +88,7 @@ func TestSpecRequestsVerbatimOnOneNode(t *testing.T) {
 		t.Fatalf("get_all_users_uid answer %s", r.Raw)
 	}
 	r = mustOK(t, admin, "manager/send_msg", []byte(specSend))
+	firstSend := r.Raw
 	var sent struct {
 		SendTime int64  `json:"sendTime"`
 		MsgID    string `json:"msgID"`
@@ -122,17 +123,13 @@ func TestSpecRequestsVerbatimOnOneNode(t *testing.T) {
 
 	// The same request with the same operationID: one effect, the first answer.
 	again := mustOK(t, admin, "manager/send_msg", []byte(specSend))
-	if !bytes.Equal(again.Raw, r2(t, admin, specSend)) || !bytes.Contains(again.Raw, []byte(sent.MsgID)) {
-		t.Fatalf("replayed send answered %s, first was msgID %s", again.Raw, sent.MsgID)
+	if !bytes.Equal(again.Raw, firstSend) {
+		t.Fatalf("replayed send answered %s, want the first answer %s", again.Raw, firstSend)
 	}
 	r = mustOK(t, admin, "msg/newest_seq", map[string]interface{}{"operationID": "r6", "uid": "1111111222"})
 	if !bytes.Contains(r.Raw, []byte(`"maxSeq":1`)) {
 		t.Fatalf("a replayed send was applied twice: %s", r.Raw)
 	}
-}
-
-func r2(t *testing.T, c *apiclient.Client, body string) []byte {
-	return mustOK(t, c, "manager/send_msg", []byte(body)).Raw
 }
 
 func wantUIDResults(t *testing.T, r *apiclient.Response, want string) {
