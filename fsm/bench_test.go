@@ -2,7 +2,9 @@ package fsm
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,4 +79,75 @@ func BenchmarkDecodeSendMessage(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkApplySingleChats is the FSM side of `make bench` send_single: 300-byte text
+// messages spread over 1,000 single chats, each with an idempotency key, committed in
+// groups of the given size (one bbolt transaction and fsync each). pages/msg is what a
+// commit writes per message, the figure that decides its cost.
+func BenchmarkApplySingleChats(b *testing.B) {
+	for _, group := range []int{16, 64, 256, 1024} {
+		b.Run(fmt.Sprintf("group=%d", group), func(b *testing.B) { benchSingleChats(b, group) })
+	}
+}
+
+func benchSingleChats(b *testing.B, group int) {
+	const convs = 1000
+	f, err := Open(filepath.Join(b.TempDir(), "fsm.db"), Options{})
+	if err != nil {
+		b.Fatalf("open: %v", err)
+	}
+	defer f.Close()
+	index := uint64(0)
+	at := time.Unix(0, 0)
+	next := func(typ CommandType, key []byte, body interface{}) *raft.Log {
+		index++
+		at = at.Add(time.Microsecond)
+		return &raft.Log{Index: index, Data: mustEncode(b, typ, key, body), AppendedAt: at}
+	}
+	var setup []*raft.Log
+	for i := 0; i < 2*convs; i++ {
+		setup = append(setup, next(CmdRegisterUser, nil, &RegisterUser{User: User{UID: fmt.Sprintf("u%05d", i)}}))
+	}
+	f.ApplyBatch(setup)
+	text := []byte(`{"content":"` + strings.Repeat("x", 280) + `"}`)
+	rng := rand.New(rand.NewPCG(1, 2))
+	sent := 0
+	send := func() *raft.Log {
+		sent++
+		c := rng.IntN(convs)
+		key := make([]byte, IdemKeyLen)
+		for i := range key {
+			key[i] = byte(rng.Uint32())
+		}
+		return next(CmdSendMessage, key, &SendMessage{
+			MsgID: fmt.Sprintf("%032x", sent), SendID: fmt.Sprintf("u%05d", 2*c), RecvID: fmt.Sprintf("u%05d", 2*c+1),
+			SessionType: SessionSingle, ContentType: 101, Content: text,
+		})
+	}
+	// Warm up: every conversation has messages, as after a while of load.
+	for i := 0; i < 20; i++ {
+		batch := make([]*raft.Log, 0, 1000)
+		for j := 0; j < 1000; j++ {
+			batch = append(batch, send())
+		}
+		f.ApplyBatch(batch)
+	}
+	batches := make([][]*raft.Log, b.N)
+	for n := range batches {
+		for i := 0; i < group; i++ {
+			batches[n] = append(batches[n], send())
+		}
+	}
+	before := f.db.Stats().TxStats
+	b.ResetTimer()
+	for _, batch := range batches {
+		f.ApplyBatch(batch)
+	}
+	b.StopTimer()
+	after := f.db.Stats().TxStats
+	msgs := float64(b.N * group)
+	b.ReportMetric(msgs/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(after.GetWrite()-before.GetWrite())/msgs, "writes/msg")
+	b.ReportMetric(float64(after.GetSpill()-before.GetSpill())/msgs, "pages/msg")
 }

@@ -23,6 +23,10 @@ type Options struct {
 	OnCommit func(msgs []Message)
 	// OnUsersDeleted, if set, is called after commit with the uids a batch deleted.
 	OnUsersDeleted func(uids []string)
+	// CommitDelay, if positive, turns on group commit: batches go into one open write
+	// transaction, which a background goroutine commits at most once per CommitDelay (see
+	// commit.go). Zero commits every batch before ApplyBatch returns.
+	CommitDelay time.Duration
 }
 
 // ErrClosed is returned by reads on an FSM that was closed, or whose file could not be
@@ -70,10 +74,13 @@ type FSM struct {
 	mu sync.RWMutex
 	db *bolt.DB
 
+	// applied is the last index committed to the file; reads see exactly that state.
 	applied atomic.Uint64
-	// notify is closed and replaced after every batch so WaitApplied wakes without polling.
+	// notify is closed and replaced after every commit so WaitApplied wakes without polling.
 	notifyMu sync.Mutex
 	notify   chan struct{}
+
+	commitState
 }
 
 // Open opens (or creates) the bbolt file at path.
@@ -90,6 +97,7 @@ func Open(path string, opts Options) (*FSM, error) {
 	}
 	f.db = db
 	f.applied.Store(applied)
+	f.startCommitter()
 	return f, nil
 }
 
@@ -129,8 +137,9 @@ func openDB(path string) (*bolt.DB, uint64, error) {
 	return db, applied, nil
 }
 
-// Close closes the file.
+// Close commits what is applied and closes the file.
 func (f *FSM) Close() error {
+	f.stopCommitter()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db == nil {
@@ -153,69 +162,83 @@ type effects struct {
 	deleted []string
 }
 
-// ApplyBatch applies entries in one bbolt transaction (raft.BatchingFSM).
+// ApplyBatch applies entries into the open write transaction (raft.BatchingFSM), opening
+// one if there is none. Without Options.CommitDelay it commits before returning; with it,
+// the committer goroutine commits later (see commit.go), and the entries' results are
+// returned at once: they are durable in raft's log already, and a restart applies whatever
+// the file had not committed again.
 //
-// Entries at or below the recorded applied index are skipped (their result is nil): raft
-// replays its log from the last snapshot after a restart, but this file already holds
-// them. Each applied command returns a *Result; other entry types only advance the index.
+// Entries at or below the applied index are skipped (their result is nil): raft replays its
+// log from the last snapshot after a restart, but this file already holds them. Each applied
+// command returns a *Result; other entry types only advance the index.
 //
 // ApplyBatch panics on an entry it cannot decode, on an unknown command type without
 // IgnoreUnknownFlag, and on a failed commit: the entry is committed in raft, so carrying on
 // without it would make this replica silently diverge from the others, and a crashed
-// replica is recoverable (restart, snapshot) while a diverged one is not.
+// replica is recoverable (restart, snapshot) while a diverged one is not. The panic rolls
+// the open transaction back, so the file keeps its last commit.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
-	if len(logs) == 0 || logs[len(logs)-1].Index <= f.applied.Load() {
+	if len(logs) == 0 {
 		return out
 	}
-	eff := f.applyBatch(logs, out)
-	if f.opts.OnCommit != nil && len(eff.msgs) > 0 {
-		f.opts.OnCommit(eff.msgs)
-	}
-	if f.opts.OnUsersDeleted != nil && len(eff.deleted) > 0 {
-		f.opts.OnUsersDeleted(eff.deleted)
+	if g := f.apply(logs, out); g != nil {
+		f.afterCommit(g)
+	} else if f.opts.CommitDelay > 0 {
+		f.kickCommitter()
 	}
 	return out
 }
 
-// applyBatch runs the transaction; it is split from ApplyBatch so the read lock is released
-// (also on panic) before the callbacks run.
-func (f *FSM) applyBatch(logs []*raft.Log, out []interface{}) *effects {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.db == nil {
-		panic("fsm: apply on a closed FSM")
+// apply runs logs in the open transaction under txMu. It returns the group it committed
+// when commits are synchronous.
+func (f *FSM) apply(logs []*raft.Log, out []interface{}) *group {
+	f.txMu.Lock()
+	ok := false
+	defer func() {
+		if !ok {
+			f.rollbackLocked()
+		}
+		f.txMu.Unlock()
+	}()
+	// A group at its size limit is committed before it takes more: the committer may be
+	// lingering, and a bbolt transaction's dirty pages live in memory until it commits.
+	for f.grp != nil && f.grp.entries >= maxGroupEntries {
+		f.flushLocked()
 	}
-	eff := &effects{}
-	var last uint64
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		w := newTxn(tx)
-		w.eff = eff
-		applied := w.appliedIndex()
-		last = applied
-		for i, l := range logs {
-			if l.Index <= applied {
-				continue
-			}
-			if l.Type == raft.LogCommand {
-				if r := w.applyCommand(l); r != nil {
-					out[i] = r
-				}
-			}
-			last = l.Index
+	if logs[len(logs)-1].Index <= f.lastAppliedLocked() {
+		ok = true
+		return nil
+	}
+	g := f.openLocked()
+	w := g.w
+	applied := g.last
+	last := applied
+	for i, l := range logs {
+		if l.Index <= applied {
+			continue
 		}
-		if last == applied {
-			return nil
+		if l.Type == raft.LogCommand {
+			if r := w.applyCommand(l); r != nil {
+				out[i] = r
+			}
 		}
+		last = l.Index
+	}
+	if last > applied {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], last)
-		return w.meta.Put(keyApplied, b[:])
-	})
-	if err != nil {
-		panic(fmt.Sprintf("fsm: commit batch ending at index %d: %v", logs[len(logs)-1].Index, err))
+		if err := w.meta.Put(keyApplied, b[:]); err != nil {
+			panic(fmt.Sprintf("fsm: record applied index %d: %v", last, err))
+		}
+		g.last = last
+		g.entries += len(logs)
 	}
-	f.setApplied(last)
-	return eff
+	ok = true
+	if f.opts.CommitDelay > 0 {
+		return nil
+	}
+	return f.commitLocked()
 }
 
 func (f *FSM) setApplied(index uint64) {
@@ -354,10 +377,12 @@ func (w *txn) dispatch(t CommandType, body []byte) (*Result, error) {
 	panic(fmt.Sprintf("fsm: no applier for %s", t))
 }
 
-// AppliedIndex is the last raft index applied (durably recorded in the file).
+// AppliedIndex is the last raft index applied and committed to the file: reads see the
+// state as of this index. With group commit, ApplyBatch may have returned for later ones.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
-// WaitApplied blocks until AppliedIndex() >= index or ctx ends.
+// WaitApplied blocks until AppliedIndex() >= index or ctx ends: then a read sees every
+// entry up to index.
 //
 // The FSM only sees command and configuration entries: raft keeps its no-op and barrier
 // entries to itself, so index must be one the FSM receives (or use raft's own applied index

@@ -20,8 +20,10 @@ import (
 // Snapshot returns a snapshot of the current state (raft.FSM).
 //
 // It only opens a read transaction, which is cheap and pins a consistent view of the file;
-// Persist copies that view while Apply goes on.
+// Persist copies that view while Apply goes on. The open group is committed first: raft
+// may drop the log up to this snapshot's index, so the file must hold all of it.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.Flush()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.db == nil {
@@ -86,6 +88,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restore: snapshot is not a usable database: %w", err)
 	}
 
+	// The snapshot replaces everything, but the open group must not outlive its file.
+	f.Flush()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.db != nil {

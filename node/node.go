@@ -170,6 +170,10 @@ func New(o Options) (*Node, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	n.fsm.SetCommitObserver(func(entries int, d time.Duration) {
+		n.metrics.commitSize.Observe(float64(entries))
+		n.metrics.commitSeconds.Observe(d.Seconds())
+	})
 	if n.forward == nil {
 		n.forward = newHTTPForwarder(n).forward
 	}

@@ -1,0 +1,216 @@
+package fsm
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// groupHarness is a harness whose FSM commits in groups, with an interval long enough that
+// a test decides when a group is committed (Flush, Snapshot, Close, the size limit).
+func groupHarness(t *testing.T, opts Options) *harness {
+	t.Helper()
+	if opts.CommitDelay == 0 {
+		opts.CommitDelay = time.Hour
+	}
+	path := filepath.Join(t.TempDir(), "fsm.db")
+	return &harness{t: t, f: mustOpen(t, path, opts), path: path, now: t0}
+}
+
+// holdCommits makes the committer wait its whole CommitDelay before the next commit, as
+// after an expensive one.
+func (h *harness) holdCommits() {
+	h.f.txMu.Lock()
+	defer h.f.txMu.Unlock()
+	h.f.lastCommit, h.f.lastCommitTook = time.Now(), h.f.opts.CommitDelay
+}
+
+// crash drops the open group as a process crash would: nothing of it reaches the file.
+func (h *harness) crash() {
+	h.t.Helper()
+	h.f.txMu.Lock()
+	h.f.rollbackLocked()
+	h.f.txMu.Unlock()
+	if err := h.f.Close(); err != nil {
+		h.t.Fatalf("close: %v", err)
+	}
+}
+
+func (h *harness) pull(conv string) []Message {
+	h.t.Helper()
+	msgs, err := h.f.PullMessages(conv, 1, 1000, 1000)
+	if err != nil {
+		h.t.Fatalf("pull %s: %v", conv, err)
+	}
+	return msgs
+}
+
+func TestGroupCommitReadsSeeOnlyCommittedEntries(t *testing.T) {
+	var (
+		mu        sync.Mutex
+		delivered []uint64
+	)
+	h := groupHarness(t, Options{OnCommit: func(msgs []Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range msgs {
+			delivered = append(delivered, m.Seq)
+		}
+	}})
+	h.register("a", "b")
+	h.f.Flush()
+	h.holdCommits()
+	committed := h.f.AppliedIndex()
+	conv := SingleConversationID("a", "b")
+	for i := 0; i < 3; i++ {
+		if r := h.send("a", "b", SessionSingle, "hi"); r.Err != "" || r.Seq != uint64(i+1) {
+			t.Fatalf("send %d: %+v", i, r)
+		}
+	}
+	// Applied (the results above are final) but lingering in the open transaction.
+	if got := h.f.AppliedIndex(); got != committed {
+		t.Fatalf("applied index before the commit: got %d, want %d", got, committed)
+	}
+	if got := h.pull(conv); len(got) != 0 {
+		t.Fatalf("a read saw %d uncommitted messages", len(got))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := h.f.WaitApplied(ctx, h.index); err == nil {
+		t.Fatalf("WaitApplied returned before the commit")
+	}
+	h.f.Flush()
+	if got := h.f.AppliedIndex(); got != h.index {
+		t.Fatalf("applied index after Flush: got %d, want %d", got, h.index)
+	}
+	if got := h.pull(conv); len(got) != 3 {
+		t.Fatalf("after the commit: got %d messages, want 3", len(got))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(delivered) != 3 || delivered[0] != 1 || delivered[2] != 3 {
+		t.Fatalf("OnCommit saw seqs %v, want [1 2 3]", delivered)
+	}
+}
+
+// A group is committed at most CommitDelay after the previous commit, and at once after a
+// quiet period: a lone write is not held back.
+func TestGroupCommitInterval(t *testing.T) {
+	h := groupHarness(t, Options{CommitDelay: 20 * time.Millisecond})
+	h.register("a")
+	if err := h.f.WaitApplied(ctxTimeout(t), h.index); err != nil {
+		t.Fatalf("the group after a quiet period was not committed: %v", err)
+	}
+	start := time.Now()
+	h.register("b")
+	if err := h.f.WaitApplied(ctxTimeout(t), h.index); err != nil {
+		t.Fatalf("the next group was not committed: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the next group took %v", d)
+	}
+}
+
+func ctxTimeout(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestGroupCommitCrashReplaysFromTheLog(t *testing.T) {
+	h := groupHarness(t, Options{})
+	h.register("a", "b")
+	h.f.Flush()
+	h.holdCommits()
+	committed := h.f.AppliedIndex()
+	var replay []*raft.Log
+	var first []*Result
+	for i := 0; i < 5; i++ {
+		l := h.next(CmdSendMessage, idemKey("op"+string(rune('0'+i))), &SendMessage{
+			MsgID: "m" + string(rune('0'+i)), SendID: "a", RecvID: "b",
+			SessionType: SessionSingle, ContentType: 101, Content: []byte(`{"text":"x"}`),
+		})
+		replay = append(replay, l)
+		first = append(first, asResult(t, h.f.ApplyBatch([]*raft.Log{l})[0]))
+	}
+	h.crash()
+
+	// Restarted, the file holds the last commit; raft applies the rest from its log again.
+	h.f = mustOpen(t, h.path, Options{CommitDelay: time.Hour})
+	if got := h.f.AppliedIndex(); got != committed {
+		t.Fatalf("applied index after the crash: got %d, want %d", got, committed)
+	}
+	out := h.f.ApplyBatch(replay)
+	for i := range out {
+		r := asResult(t, out[i])
+		if r.Seq != first[i].Seq || r.MsgID != first[i].MsgID || r.Replayed {
+			t.Fatalf("replayed entry %d: got %+v, want %+v", i, r, first[i])
+		}
+	}
+	// A second replay (raft resending what the file already has) changes nothing.
+	if err := h.f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	h.f = mustOpen(t, h.path, Options{CommitDelay: time.Hour})
+	if got := h.f.AppliedIndex(); got != h.index {
+		t.Fatalf("Close did not commit the open group: applied %d, want %d", got, h.index)
+	}
+	for _, r := range h.f.ApplyBatch(replay) {
+		if r != nil {
+			t.Fatalf("an entry at or below the applied index was applied again: %+v", r)
+		}
+	}
+	if got := h.pull(SingleConversationID("a", "b")); len(got) != 5 {
+		t.Fatalf("got %d messages, want 5", len(got))
+	}
+}
+
+func TestGroupCommitSnapshotHoldsTheOpenGroup(t *testing.T) {
+	h := groupHarness(t, Options{})
+	h.register("a", "b")
+	h.f.Flush()
+	h.holdCommits()
+	h.send("a", "b", SessionSingle, "one")
+	h.send("a", "b", SessionSingle, "two")
+	if h.f.AppliedIndex() == h.index {
+		t.Fatalf("the sends were committed before the snapshot: nothing to test")
+	}
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	defer snap.Release()
+	if got := h.f.AppliedIndex(); got != h.index {
+		t.Fatalf("Snapshot left entries uncommitted: applied %d, want %d", got, h.index)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatalf("persist: %v", err)
+	}
+	g := newHarness(t)
+	mustRestore(t, g.f, sink.Bytes())
+	if got := g.pull(SingleConversationID("a", "b")); len(got) != 2 {
+		t.Fatalf("restored snapshot has %d messages, want 2", len(got))
+	}
+}
+
+func TestGroupCommitSizeLimitCommits(t *testing.T) {
+	h := groupHarness(t, Options{})
+	h.register("a")
+	h.f.Flush()
+	h.holdCommits()
+	name := "n"
+	var batch []*raft.Log
+	for i := 0; i < maxGroupEntries; i++ {
+		batch = append(batch, h.next(CmdUpdateUser, nil, &UpdateUser{UID: "a", Name: &name}))
+	}
+	h.f.ApplyBatch(batch)
+	// The committer commits a full group without waiting for the interval.
+	if err := h.f.WaitApplied(ctxTimeout(t), h.index); err != nil {
+		t.Fatalf("a full group was not committed: %v", err)
+	}
+}
