@@ -136,7 +136,7 @@ func (f *FSM) openLocked() *group {
 	if err != nil {
 		panic(fmt.Sprintf("fsm: begin transaction: %v", err))
 	}
-	g := &group{w: newTxn(tx), opened: time.Now()}
+	g := &group{w: newTxn(tx, &f.idem), opened: time.Now()}
 	g.w.eff = &g.eff
 	g.last = g.w.appliedIndex()
 	f.grp = g
@@ -214,6 +214,8 @@ func (f *FSM) commitLoop() {
 				select {
 				case <-f.kick:
 				case <-timer.C:
+				case <-f.stop: // only after a Flush, or a rollback in a test
+					return
 				}
 				timer.Stop()
 				continue

@@ -5,12 +5,15 @@
 //
 // One bbolt file, one bucket per table: meta (the applied index), users, friends (both
 // directions), blacklist and its reverse index blockedby, groups, members, usergroups,
-// convs (max seq and last send time per conversation), userconvs (a user's single chats),
-// msgs, idem and idemtime. A key that names two things joins them with a NUL byte
-// ("owner\x00friend", "conversationID\x00<big-endian seq>"), so a prefix scan lists one
-// owner's rows in order; uids and groupIDs with a NUL are rejected to keep that exact.
-// Values are msgpack (EncodeValue). A group message is stored once, under its conversation,
-// not once per member.
+// convs (max seq, last send time and the newest msglog keys per conversation), userconvs (a
+// user's single chats), msglog (messages by the raft index of their send), msgidx (full
+// chunks of 16 msglog keys per conversation) and idemlog. A key that names two things joins
+// them with a NUL byte ("owner\x00friend", "conversationID\x00<big-endian chunk>"), so a
+// prefix scan lists one owner's rows in order; uids and groupIDs with a NUL are rejected to
+// keep that exact. Values are msgpack (EncodeValue). A group message is stored once, not
+// once per member. Messages and idempotency records go where keys only grow, so a commit
+// appends them to a few pages instead of one page per conversation or record (see
+// message.go and idempotency.go); files in the older layouts are converted when opened.
 //
 // # Applying
 //
@@ -32,8 +35,11 @@
 // The first result for a key, failure included, is stored with the entry's time; a later
 // entry with the same key returns that result with Replayed set and applies nothing, also
 // within one batch and also on another node after a leader change, since the records are
-// replicated state. PruneIdempotency, proposed periodically by the leader, forgets records
-// older than the retention window, oldest first via the idemtime index.
+// replicated state. Records are stored in time order (idemlog: applied time + key), so that
+// a commit appends them instead of writing a random page per record; an in-memory index
+// (key -> time, rebuilt from idemlog when the file is opened or restored) finds them.
+// PruneIdempotency, proposed periodically by the leader, forgets records older than the
+// retention window, oldest first.
 //
 // # Decisions
 //

@@ -46,12 +46,17 @@ var (
 	bktUserGroups = []byte("usergroups") // uid\x00groupID -> joinTime
 	bktConvs      = []byte("convs")      // conversationID -> convRec
 	bktUserConvs  = []byte("userconvs")  // uid\x00conversationID -> first send time (single chats)
-	bktMsgs       = []byte("msgs")       // conversationID\x00 big-endian seq -> Message
-	bktIdem       = []byte("idem")       // key -> big-endian appliedAt + Result
-	bktIdemTime   = []byte("idemtime")   // big-endian appliedAt + key -> empty
+	bktMsgLog     = []byte("msglog")     // big-endian raft index of the send -> Message
+	bktMsgIdx     = []byte("msgidx")     // conversationID\x00 big-endian chunk -> seqChunk msglog keys
+	bktIdemLog    = []byte("idemlog")    // timeKey(appliedAt) + idempotency key -> Result
+
+	// Layouts before msglog and idemlog, converted when a file is opened.
+	bktOldMsgs     = []byte("msgs")     // conversationID\x00 big-endian seq -> Message
+	bktOldIdem     = []byte("idem")     // key -> timeKey(appliedAt) + Result
+	bktOldIdemTime = []byte("idemtime") // timeKey(appliedAt) + key -> empty
 
 	allBuckets = [][]byte{bktMeta, bktUsers, bktFriends, bktBlacklist, bktBlockedBy, bktGroups,
-		bktMembers, bktUserGroups, bktConvs, bktUserConvs, bktMsgs, bktIdem, bktIdemTime}
+		bktMembers, bktUserGroups, bktConvs, bktUserConvs, bktMsgLog, bktMsgIdx, bktIdemLog}
 
 	keyApplied = []byte("applied")
 )
@@ -76,6 +81,7 @@ type FSM struct {
 
 	// applied is the last index committed to the file; reads see exactly that state.
 	applied atomic.Uint64
+	idem    idemIndex
 	// notify is closed and replaced after every commit so WaitApplied wakes without polling.
 	notifyMu sync.Mutex
 	notify   chan struct{}
@@ -91,7 +97,7 @@ func Open(path string, opts Options) (*FSM, error) {
 	}
 	// A leftover from a Restore that crashed before its rename is garbage.
 	_ = os.Remove(restoreTempPath(path))
-	db, applied, err := openDB(path)
+	db, applied, err := f.openDB(path)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +107,8 @@ func Open(path string, opts Options) (*FSM, error) {
 	return f, nil
 }
 
-func openDB(path string) (*bolt.DB, uint64, error) {
+// openDB opens the file at path, creates missing buckets, and loads the idempotency index.
+func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		// The timeout turns "another process holds the file" into an error, not a hang.
 		Timeout: 2 * time.Second,
@@ -128,7 +135,13 @@ func openDB(path string) (*bolt.DB, uint64, error) {
 		if v := tx.Bucket(bktMeta).Get(keyApplied); len(v) == 8 {
 			applied = binary.BigEndian.Uint64(v)
 		}
-		return nil
+		if err := convertOldMsgs(tx); err != nil {
+			return err
+		}
+		if err := convertOldIdem(tx); err != nil {
+			return err
+		}
+		return f.idem.load(tx)
 	})
 	if err != nil {
 		_ = db.Close()
@@ -412,5 +425,5 @@ func (f *FSM) view(fn func(r *txn) error) error {
 	if f.db == nil {
 		return ErrClosed
 	}
-	return f.db.View(func(tx *bolt.Tx) error { return fn(newTxn(tx)) })
+	return f.db.View(func(tx *bolt.Tx) error { return fn(newTxn(tx, &f.idem)) })
 }

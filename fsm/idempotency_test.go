@@ -1,11 +1,15 @@
 package fsm
 
 import (
+	"bytes"
+	"errors"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 // sameAnswer compares a replayed result with the first one.
@@ -122,13 +126,89 @@ func TestPruneIdempotency(t *testing.T) {
 	h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: h.now.UnixNano() + 1})
 	var left int
 	if err := h.f.view(func(r *txn) error {
-		left = r.idem.Stats().KeyN + r.idemTime.Stats().KeyN
+		left = r.idemLog.Stats().KeyN
 		return nil
 	}); err != nil {
 		t.Fatalf("view: %v", err)
 	}
-	if left != 0 {
-		t.Fatalf("got %d idempotency keys left, want 0", left)
+	if left != 0 || len(h.f.idem.m) != 0 {
+		t.Fatalf("got %d idempotency records and %d index entries left, want 0", left, len(h.f.idem.m))
+	}
+}
+
+// The index is rebuilt from the file: a reopened FSM and one restored from a snapshot answer
+// a replayed request as the original did.
+func TestIdempotencyIndexRebuilt(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b")
+	key := idemKey("op")
+	first := h.applyKey(CmdSendMessage, key, &SendMessage{MsgID: "m", SendID: "a", RecvID: "b", SessionType: SessionSingle})
+	data := mustSnapshot(t, h.f)
+	if err := h.f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	reopened := mustOpen(t, h.path, Options{})
+	restored := mustOpen(t, filepath.Join(t.TempDir(), "fsm.db"), Options{})
+	mustRestore(t, restored, data)
+	for name, f := range map[string]*FSM{"reopened": reopened, "restored": restored} {
+		r, ok, err := f.IdempotentResult(key)
+		if err != nil || !ok || r.Seq != first.Seq || r.MsgID != first.MsgID || !r.Replayed {
+			t.Fatalf("%s: got %+v %v %v, want the first result replayed", name, r, ok, err)
+		}
+	}
+}
+
+// A file written with the key-ordered layout (idem + idemtime) is converted when opened.
+func TestOldIdempotencyLayoutConverted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fsm.db")
+	h := &harness{t: t, f: mustOpen(t, path, Options{}), path: path, now: t0}
+	h.register("a", "b")
+	key := idemKey("op")
+	first := h.applyKey(CmdSendMessage, key, &SendMessage{MsgID: "m", SendID: "a", RecvID: "b", SessionType: SessionSingle})
+	if err := h.f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	// Rewrite the record the old way.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		log := tx.Bucket(bktIdemLog)
+		k, v := log.Cursor().First()
+		old, err := tx.CreateBucket(bktOldIdem)
+		if err != nil {
+			return err
+		}
+		oldTime, err := tx.CreateBucket(bktOldIdemTime)
+		if err != nil {
+			return err
+		}
+		if err := old.Put(bytes.Clone(k[8:]), append(bytes.Clone(k[:8]), v...)); err != nil {
+			return err
+		}
+		if err := oldTime.Put(bytes.Clone(k), []byte{}); err != nil {
+			return err
+		}
+		return log.Delete(k)
+	})
+	if err != nil {
+		t.Fatalf("write old layout: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	f := mustOpen(t, path, Options{})
+	if r, ok, err := f.IdempotentResult(key); err != nil || !ok || r.Seq != first.Seq {
+		t.Fatalf("after conversion: got %+v %v %v, want the first result", r, ok, err)
+	}
+	if err := f.view(func(r *txn) error {
+		if r.tx.Bucket(bktOldIdem) != nil || r.tx.Bucket(bktOldIdemTime) != nil {
+			return errors.New("old buckets are still there")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

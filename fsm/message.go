@@ -3,12 +3,26 @@ package fsm
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"sort"
 	"strings"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // MaxPull is the most messages PullMessages returns at once.
 const MaxPull = 1000
+
+// Message storage.
+//
+// A message is stored once, in msglog under the raft index of its send: keys only grow, so
+// a commit appends its messages to a few shared pages at the end of the bucket. Keyed by
+// conversation and seq instead, each message of a commit landed on its own conversation's
+// page (1,000 busy conversations, 1,000 pages). A conversation finds its messages through
+// msglog keys: those of the newest, incomplete chunk of seqChunk seqs are in its convs
+// record (Tail), which every send rewrites anyway for MaxSeq; a full chunk moves to msgidx,
+// one write per seqChunk messages.
+const seqChunk = 16
 
 func (w *txn) sendMessage(c *SendMessage) (*Result, error) {
 	if !validID(c.SendID) || !validID(c.RecvID) {
@@ -74,7 +88,10 @@ func (w *txn) sendMessage(c *SendMessage) (*Result, error) {
 	}
 	// A group message is stored once, under the conversation; members find it through
 	// their groups, so a send costs the same for 2 members and for 2,000.
-	if err := put(w.msgs, msgKey(conversationID, m.Seq), &m); err != nil {
+	if err := put(w.msgLog, logKey(w.index), &m); err != nil {
+		return nil, err
+	}
+	if err := w.addToConv(conversationID, &conv, w.index); err != nil {
 		return nil, err
 	}
 	if err := put(w.convs, []byte(conversationID), &conv); err != nil {
@@ -130,6 +147,21 @@ func (f *FSM) NewestSeqs(uid string) ([]ConversationSeq, error) {
 	return out, err
 }
 
+// addToConv records key as the msglog key of conv's newest seq (conv.MaxSeq), moving the
+// tail to msgidx when it completes a chunk. The caller stores conv.
+func (w *txn) addToConv(conversationID string, conv *convRec, key uint64) error {
+	conv.Tail = append(conv.Tail, key)
+	if len(conv.Tail) < seqChunk {
+		return nil
+	}
+	chunk := make([]byte, 0, 8*seqChunk)
+	for _, k := range conv.Tail {
+		chunk = binary.BigEndian.AppendUint64(chunk, k)
+	}
+	conv.Tail = nil
+	return w.msgIdx.Put(chunkKey(conversationID, (conv.MaxSeq-1)/seqChunk), chunk)
+}
+
 // PullMessages returns the messages of a conversation with begin <= seq <= end, in seq
 // order, at most limit of them.
 //
@@ -149,19 +181,91 @@ func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) 
 	}
 	var out []Message
 	err := f.view(func(r *txn) error {
-		p := prefixKey(conversationID)
-		c := r.msgs.Cursor()
-		for k, v := c.Seek(msgKey(conversationID, begin)); k != nil && len(out) < limit; k, v = c.Next() {
-			if len(k) != len(p)+8 || !bytes.HasPrefix(k, p) || binary.BigEndian.Uint64(k[len(p):]) > end {
-				break
+		conv, err := r.getConv(conversationID)
+		if err != nil {
+			return err
+		}
+		end = min(end, conv.MaxSeq)
+		tailFrom := conv.MaxSeq - uint64(len(conv.Tail)) + 1
+		for seq := begin; seq <= end && len(out) < limit; seq++ {
+			var key uint64
+			if seq >= tailFrom {
+				key = conv.Tail[seq-tailFrom]
+			} else {
+				chunk := r.msgIdx.Get(chunkKey(conversationID, (seq-1)/seqChunk))
+				at := int((seq-1)%seqChunk) * 8
+				if len(chunk) < at+8 {
+					return fmt.Errorf("conversation %s: no index of seq %d", conversationID, seq)
+				}
+				key = binary.BigEndian.Uint64(chunk[at:])
 			}
 			var m Message
-			if err := DecodeValue(v, &m); err != nil {
+			if ok, err := get(r.msgLog, logKey(key), &m); err != nil {
 				return err
+			} else if !ok {
+				return fmt.Errorf("conversation %s: seq %d is missing from msglog", conversationID, seq)
 			}
 			out = append(out, m)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// convertOldMsgs moves the messages of the conversation-ordered layout (files written
+// before msglog) into msglog and msgidx, the same way on every replica. The old layout
+// kept no raft index, so messages are numbered 1, 2, ... in old key order: each message
+// took one raft index at or below the applied index, so later sends (above it) cannot
+// collide.
+func convertOldMsgs(tx *bolt.Tx) error {
+	old := tx.Bucket(bktOldMsgs)
+	if old == nil {
+		return nil
+	}
+	w := newTxn(tx, nil)
+	var (
+		n       uint64
+		curConv string
+		conv    convRec
+	)
+	flush := func() error {
+		if curConv == "" {
+			return nil
+		}
+		return put(w.convs, []byte(curConv), &conv)
+	}
+	err := old.ForEach(func(k, v []byte) error {
+		i := bytes.IndexByte(k, 0)
+		if i <= 0 || len(k) != i+9 {
+			return fmt.Errorf("old message key %q is malformed", k)
+		}
+		if id := string(k[:i]); id != curConv {
+			if err := flush(); err != nil {
+				return err
+			}
+			c, err := w.getConv(id)
+			if err != nil {
+				return err
+			}
+			curConv, conv = id, c
+			// Rebuild the index from seq 1: MaxSeq counts up again to its stored value.
+			conv.Tail, conv.MaxSeq = nil, 0
+		}
+		n++
+		if err := w.msgLog.Put(logKey(n), bytes.Clone(v)); err != nil {
+			return err
+		}
+		conv.MaxSeq++
+		if seq := binary.BigEndian.Uint64(k[i+1:]); seq != conv.MaxSeq {
+			return fmt.Errorf("old messages of %s: seq %d where %d was expected", curConv, seq, conv.MaxSeq)
+		}
+		return w.addToConv(curConv, &conv, n)
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("convert the old message layout: %w", err)
+	}
+	return tx.DeleteBucket(bktOldMsgs)
 }

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestSendSingle(t *testing.T) {
@@ -128,7 +130,7 @@ func TestGroupMessageStoredOnce(t *testing.T) {
 		t.Fatalf("got %+v, want seq 1 in sg_g", r)
 	}
 	var stored int
-	if err := h.f.view(func(tx *txn) error { stored = tx.msgs.Stats().KeyN; return nil }); err != nil {
+	if err := h.f.view(func(tx *txn) error { stored = tx.msgLog.Stats().KeyN; return nil }); err != nil {
 		t.Fatalf("view: %v", err)
 	}
 	if stored != 1 {
@@ -244,5 +246,129 @@ func TestSingleConversationIDCollisionIsRefused(t *testing.T) {
 	// The first pair goes on.
 	if r := h.send("c", "a_b", SessionSingle, "z"); r.Err != "" || r.Seq != 2 {
 		t.Fatalf("got %+v, want seq 2", r)
+	}
+}
+
+// Seqs of a conversation are found through full chunks in msgidx and the tail in the
+// conversation record, interleaved with other conversations' messages in msglog.
+func TestPullMessagesAcrossChunks(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b", "c")
+	const n = 3*seqChunk + 5
+	for i := 1; i <= n; i++ {
+		if r := h.send("a", "b", SessionSingle, fmt.Sprint(i)); r.Seq != uint64(i) {
+			t.Fatalf("send %d: got %+v", i, r)
+		}
+		h.send("a", "c", SessionSingle, "other")
+	}
+	conv := SingleConversationID("a", "b")
+	for _, tc := range []struct {
+		begin, end uint64
+		limit      int
+		want       []int
+	}{
+		{1, n, 0, seqRange(1, n)},
+		{seqChunk, seqChunk + 1, 0, seqRange(seqChunk, seqChunk+1)},
+		{2*seqChunk - 3, 3*seqChunk + 2, 0, seqRange(2*seqChunk-3, 3*seqChunk+2)},
+		{3 * seqChunk, n + 10, 0, seqRange(3*seqChunk, n)},
+		{5, n, 7, seqRange(5, 11)},
+		{n + 1, n + 5, 0, nil},
+	} {
+		msgs, err := h.f.PullMessages(conv, tc.begin, tc.end, tc.limit)
+		if err != nil {
+			t.Fatalf("pull %d..%d: %v", tc.begin, tc.end, err)
+		}
+		var got []int
+		for _, m := range msgs {
+			if m.ConversationID != conv || string(m.Content) != fmt.Sprintf(`{"text":"%d"}`, m.Seq) {
+				t.Fatalf("pull %d..%d: got message %+v", tc.begin, tc.end, m)
+			}
+			got = append(got, int(m.Seq))
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Fatalf("pull %d..%d limit %d: got seqs %v, want %v", tc.begin, tc.end, tc.limit, got, tc.want)
+		}
+	}
+}
+
+func seqRange(from, to int) []int {
+	var out []int
+	for i := from; i <= to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// A file written with the conversation-ordered layout (msgs) is converted when opened:
+// every message is there in seq order, and sends go on from MaxSeq.
+func TestOldMessageLayoutConverted(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b", "c")
+	const n = seqChunk + 3
+	for i := 1; i <= n; i++ {
+		h.send("a", "b", SessionSingle, fmt.Sprint(i))
+		h.send("c", "a", SessionSingle, "x")
+	}
+	want, err := h.f.PullMessages(SingleConversationID("a", "b"), 1, n, 0)
+	if err != nil || len(want) != n {
+		t.Fatalf("pull: got %d messages, %v", len(want), err)
+	}
+	if err := h.f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	// Rewrite the messages the old way: msgs keyed by conversation and seq, no index.
+	db, err := bolt.Open(h.path, 0o600, nil)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		old, err := tx.CreateBucket(bktOldMsgs)
+		if err != nil {
+			return err
+		}
+		w := newTxn(tx, nil)
+		if err := w.msgLog.ForEach(func(_, v []byte) error {
+			var m Message
+			if err := DecodeValue(v, &m); err != nil {
+				return err
+			}
+			k := append(append([]byte(m.ConversationID), 0), logKey(m.Seq)...)
+			return old.Put(k, bytes.Clone(v))
+		}); err != nil {
+			return err
+		}
+		for _, b := range [][]byte{bktMsgLog, bktMsgIdx} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(b); err != nil {
+				return err
+			}
+		}
+		return w.convs.ForEach(func(k, v []byte) error {
+			var c convRec
+			if err := DecodeValue(v, &c); err != nil {
+				return err
+			}
+			c.Tail = nil
+			return put(w.convs, bytes.Clone(k), &c)
+		})
+	})
+	if err != nil {
+		t.Fatalf("write old layout: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	h.f = mustOpen(t, h.path, Options{})
+	got, err := h.f.PullMessages(SingleConversationID("a", "b"), 1, n, 0)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("after conversion: got %d messages (%v), want the %d from before", len(got), err, n)
+	}
+	if r := h.send("a", "b", SessionSingle, "next"); r.Seq != n+1 {
+		t.Fatalf("send after conversion: got %+v, want seq %d", r, n+1)
+	}
+	if got, _ := h.f.PullMessages(SingleConversationID("a", "b"), n, n+1, 0); len(got) != 2 || got[1].Seq != n+1 {
+		t.Fatalf("pull after conversion: got %+v", got)
 	}
 }

@@ -113,7 +113,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // reopen opens f.path again (the restored file, or the old one after a failed rename) and
 // returns cause, or the open error if there is no cause.
 func (f *FSM) reopen(cause error) error {
-	db, applied, err := openDB(f.path)
+	db, applied, err := f.openDB(f.path)
 	if err != nil {
 		if cause != nil {
 			return fmt.Errorf("%w (and reopening failed: %v)", cause, err)

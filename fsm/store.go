@@ -15,7 +15,8 @@ type txn struct {
 	tx *bolt.Tx
 
 	meta, users, friends, blacklist, blockedBy, groups, members, userGroups,
-	convs, userConvs, msgs, idem, idemTime *bolt.Bucket
+	convs, userConvs, msgLog, msgIdx, idemLog *bolt.Bucket
+	idx *idemIndex
 
 	// Set per command by applyCommand.
 	index uint64
@@ -23,7 +24,7 @@ type txn struct {
 	eff   *effects
 }
 
-func newTxn(tx *bolt.Tx) *txn {
+func newTxn(tx *bolt.Tx, idx *idemIndex) *txn {
 	t := &txn{
 		tx:         tx,
 		meta:       tx.Bucket(bktMeta),
@@ -36,16 +37,17 @@ func newTxn(tx *bolt.Tx) *txn {
 		userGroups: tx.Bucket(bktUserGroups),
 		convs:      tx.Bucket(bktConvs),
 		userConvs:  tx.Bucket(bktUserConvs),
-		msgs:       tx.Bucket(bktMsgs),
-		idem:       tx.Bucket(bktIdem),
-		idemTime:   tx.Bucket(bktIdemTime),
+		msgLog:     tx.Bucket(bktMsgLog),
+		msgIdx:     tx.Bucket(bktMsgIdx),
+		idemLog:    tx.Bucket(bktIdemLog),
+		idx:        idx,
 	}
 	if tx.Writable() {
-		// Messages are appended at the end of their conversation's key range and time keys
-		// at the end of the bucket: a page split there never receives keys again on its
-		// left side, so filling it (instead of bbolt's default half) keeps pages full.
-		t.msgs.FillPercent = 0.9
-		t.idemTime.FillPercent = 1.0
+		// Messages and idempotency records are appended at the end of their buckets: a page
+		// split there never receives keys again on its left side, so filling it (instead
+		// of bbolt's default half) keeps pages full.
+		t.msgLog.FillPercent = 1.0
+		t.idemLog.FillPercent = 1.0
 	}
 	return t
 }
@@ -78,13 +80,16 @@ func prefixKey(a string) []byte {
 	return append(k, 0)
 }
 
-// msgKey is conversationID\x00 + big-endian seq, so a conversation's messages sort by seq.
-func msgKey(conversationID string, seq uint64) []byte {
+// chunkKey is conversationID\x00 + big-endian chunk number, the msgidx key of the chunk
+// holding seqs chunk*seqChunk+1 .. (chunk+1)*seqChunk.
+func chunkKey(conversationID string, chunk uint64) []byte {
 	k := make([]byte, 0, len(conversationID)+9)
 	k = append(k, conversationID...)
 	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, seq)
+	return binary.BigEndian.AppendUint64(k, chunk)
 }
+
+func logKey(index uint64) []byte { return binary.BigEndian.AppendUint64(nil, index) }
 
 // suffixes returns, in key order, the parts after the prefix of every a\x00_ key. Callers
 // that delete collect first: deleting under a live cursor can skip keys in bbolt.
@@ -163,6 +168,9 @@ type convRec struct {
 	// Pair is the two uids of a single chat, sorted (see ErrConversationTaken); empty for
 	// groups and for records written before it existed.
 	Pair []string
+	// Tail holds the msglog keys of the newest MaxSeq % seqChunk messages, the chunk not yet
+	// in msgidx (see sendMessage).
+	Tail []uint64
 }
 
 func (w *txn) getConv(conversationID string) (convRec, error) {
