@@ -14,6 +14,7 @@ import (
 // Metrics are the node's Prometheus collectors.
 type Metrics struct {
 	forwarded     prometheus.Counter
+	forwardBatch  prometheus.Histogram
 	commitLatency prometheus.Histogram
 	batchSize     prometheus.Histogram
 	applySeconds  prometheus.Histogram
@@ -26,6 +27,10 @@ func newMetrics() *Metrics {
 	return &Metrics{
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imnode_forwarded_writes_total", Help: "Writes this node forwarded to the leader.",
+		}),
+		forwardBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "imnode_forward_batch_writes", Help: "Writes per forwarded batch call to the leader.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 		}),
 		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "imnode_raft_commit_seconds", Help: "Time from raft.Apply to the FSM's result on the leader.",
@@ -95,7 +100,7 @@ func (n *Node) Register(reg prometheus.Registerer) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(
-		n.metrics.forwarded, n.metrics.commitLatency, n.metrics.batchSize, n.metrics.applySeconds,
+		n.metrics.forwarded, n.metrics.forwardBatch, n.metrics.commitLatency, n.metrics.batchSize, n.metrics.applySeconds,
 		n.metrics.commitSize, n.metrics.commitSeconds, n.metrics.snapshotSecs,
 		gauge("imnode_fsm_db_bytes", "Size of fsm.db on disk.", func() float64 {
 			fi, err := os.Stat(filepath.Join(n.cfg.DataDir, "fsm.db"))

@@ -59,6 +59,7 @@ type Node struct {
 
 	hasState atomic.Bool
 	forward  ForwardFunc
+	batcher  *forwardBatcher
 	members  atomic.Pointer[memberHolder]
 
 	leaderReads   coalescer
@@ -174,6 +175,7 @@ func New(o Options) (*Node, error) {
 		n.metrics.commitSize.Observe(float64(entries))
 		n.metrics.commitSeconds.Observe(d.Seconds())
 	})
+	n.batcher = &forwardBatcher{n: n}
 	if n.forward == nil {
 		n.forward = newHTTPForwarder(n).forward
 	}

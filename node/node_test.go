@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/imnode/imnode/config"
 	"github.com/imnode/imnode/fsm"
@@ -259,13 +260,110 @@ func TestLeaderRefusesAnUndecodableForwardedCommand(t *testing.T) {
 	tc := mustCluster(t, 3)
 	l := tc.leader()
 	before := l.raft.LastIndex()
-	status, body := l.HandleInternal(PathPropose, append([]byte{byte(fsm.CmdSendMessage), 0}, 0xc1, 0xff))
-	var rep internalReply
-	if err := fsm.DecodeValue(body, &rep); status != 200 || err != nil || rep.Status != replyError {
-		t.Fatalf("got HTTP %d %+v (%v), want a refusal", status, rep, err)
+	good, err := fsm.Encode(fsm.CmdRegisterUser, nil, fsm.RegisterUser{User: fsm.User{UID: "good"}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := l.raft.LastIndex(); got != before {
-		t.Fatalf("log grew from %d to %d: the command was proposed", before, got)
+	bad := append([]byte{byte(fsm.CmdSendMessage), 0}, 0xc1, 0xff)
+	body, err := fsm.EncodeValue([][]byte{bad, good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, out := l.HandleInternal(PathPropose, body)
+	var reps []internalReply
+	if err := fsm.DecodeValue(out, &reps); status != 200 || err != nil || len(reps) != 2 {
+		t.Fatalf("got HTTP %d %q (%v), want two replies", status, out, err)
+	}
+	if reps[0].Status != replyError || reps[1].Status != replyOK || reps[1].Result.Err != "" {
+		t.Fatalf("got %+v, want the bad command refused and the good one applied", reps)
+	}
+	if got := l.raft.LastIndex(); got != before+1 {
+		t.Fatalf("log grew from %d to %d, want by one entry: the bad command was proposed", before, got)
+	}
+	if status, _ := l.HandleInternal(PathPropose, []byte("not msgpack")); status != 400 {
+		t.Fatalf("a malformed batch: got HTTP %d, want 400", status)
 	}
 	mustRegister(t, l, "still-fine", nil)
+}
+
+// Writes forwarded at once by a follower share batch calls, and each gets its own result.
+func TestForwardedWritesAreBatched(t *testing.T) {
+	tc := mustCluster(t, 3)
+	l := tc.leader()
+	var f *Node
+	for _, n := range tc.nodes {
+		if n != l {
+			f = n
+		}
+	}
+	const writes = 200
+	results := make([]*fsm.Result, writes)
+	var wg sync.WaitGroup
+	for i := 0; i < writes; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = mustRegister(t, f, fmt.Sprintf("u%03d", i), nil)
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r == nil || r.Err != "" {
+			t.Fatalf("write %d: got %+v", i, r)
+		}
+	}
+	if err := f.ConsistentRead(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < writes; i++ {
+		if _, ok, err := f.fsm.User(fmt.Sprintf("u%03d", i)); !ok || err != nil {
+			t.Fatalf("user u%03d missing on the follower (%v)", i, err)
+		}
+	}
+	var m dto.Metric
+	if err := f.metrics.forwardBatch.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	calls, sent := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	if sent != writes || calls >= writes {
+		t.Fatalf("%v writes went in %d calls, want %d writes in fewer calls", sent, calls, writes)
+	}
+}
+
+// A batch call carries at most maxForwardBatch writes and, past its first, at most
+// maxBodyBytes of them.
+func TestForwardBatchLimits(t *testing.T) {
+	cfg := config.Default()
+	cfg.MaxBodyBytes = 1000
+	b := &forwardBatcher{n: &Node{cfg: cfg}}
+	queue := func(sizes ...int) {
+		b.queue = nil
+		for _, s := range sizes {
+			b.queue = append(b.queue, &forwarded{cmd: make([]byte, s)})
+		}
+	}
+	for _, tc := range []struct {
+		sizes []int
+		want  int
+	}{
+		{nil, 0},
+		{[]int{5000}, 1},
+		{[]int{5000, 1}, 1},
+		{[]int{400, 400, 400}, 2},
+		{[]int{1000, 1}, 1},
+		{[]int{500, 500}, 2},
+	} {
+		queue(tc.sizes...)
+		if got := b.takeable(); got != tc.want {
+			t.Fatalf("sizes %v: got %d, want %d", tc.sizes, got, tc.want)
+		}
+	}
+	sizes := make([]int, maxForwardBatch+10)
+	for i := range sizes {
+		sizes[i] = 1
+	}
+	queue(sizes...)
+	if got := b.takeable(); got != maxForwardBatch {
+		t.Fatalf("%d small writes: got %d, want %d", len(sizes), got, maxForwardBatch)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 // Internal paths served by HandleInternal (under /internal/ on the HTTP API).
 const (
+	// PathPropose takes a batch of commands (msgpack [][]byte) and answers []internalReply.
 	PathPropose   = "/internal/propose"
 	PathReadIndex = "/internal/read_index"
 	PathRemove    = "/internal/remove_server"
@@ -95,21 +96,9 @@ func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (*fsm.Result, uint8,
 	if leader == "" {
 		return nil, replyNotApplied, nil
 	}
-	n.metrics.forwarded.Inc()
-	body, err := n.forward(ctx, leader, PathPropose, cmd)
-	if err != nil {
-		if errors.Is(err, ErrNotSent) {
-			return nil, replyNotApplied, nil
-		}
-		n.log.Debug("forward propose", "leader", leader, "err", err)
-		return nil, replyUnknown, nil
-	}
-	var rep internalReply
-	if err := fsm.DecodeValue(body, &rep); err != nil {
-		return nil, replyUnknown, nil
-	}
+	rep := n.batcher.propose(ctx, cmd)
 	if rep.Status == replyError {
-		return nil, replyError, fmt.Errorf("leader %s: %s", leader, rep.Err)
+		return nil, replyError, errors.New(rep.Err)
 	}
 	return rep.Result, rep.Status, nil
 }
@@ -120,20 +109,26 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, uint8, 
 	f := n.raft.Apply(cmd, n.cfg.ApplyTimeout.D())
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
-	var err error
 	select {
-	case err = <-done:
+	case err := <-done:
+		if err == nil {
+			n.metrics.commitLatency.Observe(time.Since(start).Seconds())
+		}
 	case <-ctx.Done():
 		// Enqueued and possibly appended: we cannot know any more.
 		return nil, replyUnknown, nil
 	}
-	if err != nil {
+	return n.applyResult(f)
+}
+
+// applyResult sorts the outcome of an applied (or failed) future.
+func (n *Node) applyResult(f raft.ApplyFuture) (*fsm.Result, uint8, error) {
+	if err := f.Error(); err != nil {
 		if notApplied(err) {
 			return nil, replyNotApplied, nil
 		}
 		return nil, replyUnknown, nil
 	}
-	n.metrics.commitLatency.Observe(time.Since(start).Seconds())
 	res, ok := f.Response().(*fsm.Result)
 	if !ok || res == nil {
 		return nil, replyError, fmt.Errorf("apply returned %T, want *fsm.Result", f.Response())
@@ -261,13 +256,18 @@ func (n *Node) HandleInternal(path string, body []byte) (int, []byte) {
 	var rep internalReply
 	switch path {
 	case PathPropose:
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
-		res, status, err := n.applyLocalIfLeader(ctx, body)
-		cancel()
-		rep.Status, rep.Result = status, res
-		if err != nil {
-			rep.Err = err.Error()
+		var cmds [][]byte
+		if err := fsm.DecodeValue(body, &cmds); err != nil || len(cmds) > maxForwardBatch {
+			return 400, []byte("a propose batch is msgpack [][]byte of at most 256 commands")
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
+		replies := n.applyBatchIfLeader(ctx, cmds)
+		cancel()
+		out, err := fsm.EncodeValue(replies)
+		if err != nil {
+			return 500, []byte(err.Error())
+		}
+		return 200, out
 	case PathReadIndex:
 		if !n.IsLeader() {
 			rep.Status = replyNotApplied
@@ -308,15 +308,4 @@ func (n *Node) HandleInternal(path string, body []byte) (int, []byte) {
 		return 500, []byte(err.Error())
 	}
 	return 200, out
-}
-
-func (n *Node) applyLocalIfLeader(ctx context.Context, cmd []byte) (*fsm.Result, uint8, error) {
-	if !n.IsLeader() {
-		return nil, replyNotApplied, nil
-	}
-	if err := fsm.Validate(cmd); err != nil {
-		// Proposed, it would stop every node's FSM: refuse it here.
-		return nil, replyError, fmt.Errorf("refusing a forwarded command: %w", err)
-	}
-	return n.applyLocal(ctx, cmd)
 }

@@ -1,0 +1,185 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/imnode/imnode/fsm"
+)
+
+// Forwarded writes are coalesced: a follower sends the commands waiting for the leader in
+// one /internal/propose call, and the leader appends them all before it waits for
+// any. One HTTP exchange then carries many writes, where each write used to cost a request,
+// a response and their syscalls on both nodes.
+const (
+	// maxForwardBatch bounds the commands of one call (raft appends up to maxAppendEntries
+	// at a time anyway).
+	maxForwardBatch = 256
+	// maxForwardCalls is how many batch calls may be on the wire at once: while they are,
+	// new writes queue and leave together in the next.
+	maxForwardCalls = 4
+)
+
+type forwarded struct {
+	cmd  []byte
+	done chan internalReply // buffered: the sender never blocks on a caller that gave up
+}
+
+// forwardBatcher queues the writes a follower forwards and sends them in batches.
+type forwardBatcher struct {
+	n *Node
+
+	mu      sync.Mutex
+	queue   []*forwarded
+	senders int
+}
+
+// propose forwards cmd to the leader with the writes queued beside it. The reply's Status
+// says what is known of the outcome, as for a single forwarded write.
+func (b *forwardBatcher) propose(ctx context.Context, cmd []byte) internalReply {
+	p := &forwarded{cmd: cmd, done: make(chan internalReply, 1)}
+	b.mu.Lock()
+	b.queue = append(b.queue, p)
+	if b.senders < maxForwardCalls {
+		b.senders++
+		go b.send()
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-p.done:
+		return r
+	case <-ctx.Done():
+		// Queued or on the wire: it may still be applied.
+		return internalReply{Status: replyUnknown}
+	}
+}
+
+// send takes the queue, sends it, answers its writers, and goes on until the queue is empty.
+func (b *forwardBatcher) send() {
+	for {
+		b.mu.Lock()
+		n := b.takeable()
+		if n == 0 {
+			b.senders--
+			b.mu.Unlock()
+			return
+		}
+		batch := b.queue[:n:n]
+		b.queue = b.queue[n:]
+		b.mu.Unlock()
+		replies := b.call(batch)
+		for i, p := range batch {
+			p.done <- replies[i]
+		}
+	}
+}
+
+// takeable is how many queued writes the next call carries: at most maxForwardBatch, and
+// at most maxBodyBytes together unless the first alone is larger, so that a call stays
+// within the leader's body limit for /internal/ (twice the client limit, plus slack).
+func (b *forwardBatcher) takeable() int {
+	limit := b.n.cfg.MaxBodyBytes
+	size := 0
+	for i, p := range b.queue {
+		size += len(p.cmd)
+		if i == maxForwardBatch || i > 0 && size > limit {
+			return i
+		}
+	}
+	return len(b.queue)
+}
+
+// call sends one batch to the current leader and returns a reply per command.
+func (b *forwardBatcher) call(batch []*forwarded) []internalReply {
+	all := func(status uint8) []internalReply {
+		out := make([]internalReply, len(batch))
+		for i := range out {
+			out[i].Status = status
+		}
+		return out
+	}
+	leader := b.n.Leader()
+	if leader == "" {
+		return all(replyNotApplied)
+	}
+	cmds := make([][]byte, len(batch))
+	for i, p := range batch {
+		cmds[i] = p.cmd
+	}
+	body, err := fsm.EncodeValue(cmds)
+	if err != nil {
+		return all(replyNotApplied)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.n.cfg.ApplyTimeout.D())
+	defer cancel()
+	b.n.metrics.forwarded.Add(float64(len(batch)))
+	b.n.metrics.forwardBatch.Observe(float64(len(batch)))
+	out, err := b.n.forward(ctx, leader, PathPropose, body)
+	if err != nil {
+		if errors.Is(err, ErrNotSent) {
+			return all(replyNotApplied)
+		}
+		b.n.log.Debug("forward propose batch", "leader", leader, "writes", len(batch), "err", err)
+		return all(replyUnknown)
+	}
+	var replies []internalReply
+	if err := fsm.DecodeValue(out, &replies); err != nil || len(replies) != len(batch) {
+		return all(replyUnknown)
+	}
+	for i := range replies {
+		if replies[i].Status == replyError {
+			replies[i].Err = fmt.Sprintf("leader %s: %s", leader, replies[i].Err)
+		}
+	}
+	return replies
+}
+
+// applyBatchIfLeader appends every command of a forwarded batch, then waits for each: the
+// commands reach raft together and commit in the same few log batches.
+func (n *Node) applyBatchIfLeader(ctx context.Context, cmds [][]byte) []internalReply {
+	out := make([]internalReply, len(cmds))
+	if !n.IsLeader() {
+		for i := range out {
+			out[i].Status = replyNotApplied
+		}
+		return out
+	}
+	futures := make([]raft.ApplyFuture, len(cmds))
+	for i, cmd := range cmds {
+		if err := fsm.Validate(cmd); err != nil {
+			// Proposed, it would stop every node's FSM: refuse it here.
+			out[i].Status, out[i].Err = replyError, fmt.Sprintf("refusing a forwarded command: %v", err)
+			continue
+		}
+		futures[i] = n.raft.Apply(cmd, n.cfg.ApplyTimeout.D())
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i, f := range futures {
+			if f == nil {
+				continue
+			}
+			res, status, err := n.applyResult(f)
+			out[i].Status, out[i].Result = status, res
+			if err != nil {
+				out[i].Err = err.Error()
+			}
+		}
+	}()
+	select {
+	case <-done:
+		return out
+	case <-ctx.Done():
+		// Appended and possibly committed: the outcome is unknown for all of them.
+		unknown := make([]internalReply, len(cmds))
+		for i := range unknown {
+			unknown[i].Status = replyUnknown
+		}
+		return unknown
+	}
+}
