@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
@@ -167,8 +168,8 @@ func Encode(t CommandType, key []byte, body interface{}) ([]byte, error) {
 	}
 	// The msgpack encoder writes from the start of the slice it is given (it resets it to
 	// [:0]), so the body is encoded on its own and appended after the header.
-	var enc []byte
-	if err := codec.NewEncoderBytes(&enc, mh).Encode(body); err != nil {
+	enc, err := EncodeValue(body)
+	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", t, err)
 	}
 	out := make([]byte, 0, 2+len(key)+len(enc))
@@ -196,18 +197,33 @@ func Decode(b []byte) (t CommandType, key []byte, body []byte, err error) {
 }
 
 // DecodeBody decodes a command body (from Decode) into v, a pointer to the command struct.
-func DecodeBody(body []byte, v interface{}) error {
-	return codec.NewDecoderBytes(body, mh).Decode(v)
-}
+func DecodeBody(body []byte, v interface{}) error { return DecodeValue(body, v) }
 
-// EncodeValue and DecodeValue are the codec for stored records and results.
+// Encoders and decoders are reused: making one allocates its buffers and state, which cost
+// more than encoding a small record.
+var (
+	encoders = sync.Pool{New: func() any { return codec.NewEncoderBytes(nil, mh) }}
+	decoders = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, mh) }}
+)
+
+// EncodeValue and DecodeValue are the codec for stored records and results. The returned
+// slice is the caller's own.
 func EncodeValue(v interface{}) ([]byte, error) {
 	var out []byte
-	err := codec.NewEncoderBytes(&out, mh).Encode(v)
+	e := encoders.Get().(*codec.Encoder)
+	e.ResetBytes(&out)
+	err := e.Encode(v)
+	e.ResetBytes(nil)
+	encoders.Put(e)
 	return out, err
 }
 
 // DecodeValue decodes a value written by EncodeValue.
 func DecodeValue(b []byte, v interface{}) error {
-	return codec.NewDecoderBytes(b, mh).Decode(v)
+	d := decoders.Get().(*codec.Decoder)
+	d.ResetBytes(b)
+	err := d.Decode(v)
+	d.ResetBytes(nil)
+	decoders.Put(d)
+	return err
 }
