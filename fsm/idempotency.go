@@ -25,53 +25,79 @@ func timeKey(t int64) []byte {
 // The records are kept in time order so that a commit appends them at the end of the
 // bucket: keyed by the random key itself, every record landed on a page of its own and a
 // commit wrote about one more page per write request (BenchmarkApplySingleChats). The price
-// is this index in memory, about 50 bytes per record within the retention window, built
-// from idemlog when the file is opened or restored and kept in step by Apply. It is derived
-// from replicated state only, so every replica answers alike.
+// is this index in memory, built from idemlog when the file is opened or restored and kept
+// in step by Apply. It is derived from replicated state only, so every replica answers
+// alike.
+//
+// To stay small (about 20 bytes per record within the retention window) it maps the first 8
+// bytes of a key (keys are SHA-256 sums) to the time; the record found there must carry the
+// whole key, so a key that only shares those bytes is not mistaken for another. A key whose
+// 8 bytes are already taken goes to full, keyed by the whole key: every indexed key is in
+// exactly one of the two maps.
 type idemIndex struct {
-	mu sync.RWMutex
-	m  map[[IdemKeyLen]byte]int64
+	mu   sync.RWMutex
+	fp   map[uint64]int64
+	full map[[IdemKeyLen]byte]int64
 }
 
+func fingerprint(key []byte) uint64 { return binary.BigEndian.Uint64(key) }
+
+// get returns the time of key's record, if key may have one: the caller checks that the
+// record at that time carries key.
 func (x *idemIndex) get(key []byte) (int64, bool) {
 	if len(key) != IdemKeyLen {
 		return 0, false
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	t, ok := x.m[[IdemKeyLen]byte(key)]
+	if t, ok := x.full[[IdemKeyLen]byte(key)]; ok {
+		return t, true
+	}
+	t, ok := x.fp[fingerprint(key)]
 	return t, ok
 }
 
+// put indexes a key that has no record yet.
 func (x *idemIndex) put(key []byte, t int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.m[[IdemKeyLen]byte(key)] = t
+	x.putLocked(key, t)
 }
 
-func (x *idemIndex) delete(key []byte, t int64) {
+func (x *idemIndex) putLocked(key []byte, t int64) {
+	if _, taken := x.fp[fingerprint(key)]; taken {
+		x.full[[IdemKeyLen]byte(key)] = t
+		return
+	}
+	x.fp[fingerprint(key)] = t
+}
+
+// delete forgets a key whose record is being deleted.
+func (x *idemIndex) delete(key []byte) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.m[[IdemKeyLen]byte(key)] == t {
-		delete(x.m, [IdemKeyLen]byte(key))
+	if _, ok := x.full[[IdemKeyLen]byte(key)]; ok {
+		delete(x.full, [IdemKeyLen]byte(key))
+		return
 	}
+	delete(x.fp, fingerprint(key))
 }
 
 // load replaces the index with the records of tx's idemlog.
 func (x *idemIndex) load(tx *bolt.Tx) error {
-	m := make(map[[IdemKeyLen]byte]int64)
+	fresh := idemIndex{fp: make(map[uint64]int64), full: make(map[[IdemKeyLen]byte]int64)}
 	err := tx.Bucket(bktIdemLog).ForEach(func(k, _ []byte) error {
 		if len(k) != 8+IdemKeyLen {
 			return fmt.Errorf("idempotency record key %x is %d bytes", k, len(k))
 		}
-		m[[IdemKeyLen]byte(k[8:])] = fromTimeKey(k[:8])
+		fresh.putLocked(k[8:], fromTimeKey(k[:8]))
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	x.mu.Lock()
-	x.m = m
+	x.fp, x.full = fresh.fp, fresh.full
 	x.mu.Unlock()
 	return nil
 }
@@ -118,6 +144,7 @@ func readIdem(r *txn, key []byte) (*Result, bool, error) {
 	}
 	v := r.idemLog.Get(idemLogKey(t, key))
 	if v == nil {
+		// Another key with the same first 8 bytes, or not committed yet.
 		return nil, false, nil
 	}
 	res := &Result{}
@@ -157,7 +184,7 @@ func (w *txn) pruneIdempotency(c *PruneIdempotency) (*Result, error) {
 		if err := w.idemLog.Delete(k); err != nil {
 			return nil, err
 		}
-		w.idx.delete(k[8:], fromTimeKey(k[:8]))
+		w.idx.delete(k[8:])
 	}
 	return &Result{}, nil
 }

@@ -131,8 +131,8 @@ func TestPruneIdempotency(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("view: %v", err)
 	}
-	if left != 0 || len(h.f.idem.m) != 0 {
-		t.Fatalf("got %d idempotency records and %d index entries left, want 0", left, len(h.f.idem.m))
+	if n := len(h.f.idem.fp) + len(h.f.idem.full); left != 0 || n != 0 {
+		t.Fatalf("got %d idempotency records and %d index entries left, want 0", left, n)
 	}
 }
 
@@ -156,6 +156,48 @@ func TestIdempotencyIndexRebuilt(t *testing.T) {
 			t.Fatalf("%s: got %+v %v %v, want the first result replayed", name, r, ok, err)
 		}
 	}
+}
+
+// Keys that share the first 8 bytes (the in-memory index's fingerprint) are told apart.
+func TestIdempotencyKeysSharingAFingerprint(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b")
+	k1, k2, k3 := idemKey("samepfx-1"), idemKey("samepfx-2"), idemKey("samepfx-3")
+	send := func(key []byte) *Result {
+		return h.applyKey(CmdSendMessage, key, &SendMessage{MsgID: string(key[:9]), SendID: "a", RecvID: "b", SessionType: SessionSingle})
+	}
+	r1 := send(k1)
+	t1 := h.now
+	r2 := send(k2)
+	if r2.Replayed || r2.Seq != r1.Seq+1 {
+		t.Fatalf("second key: got %+v, want a new message", r2)
+	}
+	check := func(name string, f *FSM, key []byte, want *Result) {
+		t.Helper()
+		got, ok, err := f.IdempotentResult(key)
+		switch {
+		case want == nil && (ok || err != nil):
+			t.Fatalf("%s: got %+v %v %v, want no record", name, got, ok, err)
+		case want != nil && (!ok || err != nil || got.Seq != want.Seq):
+			t.Fatalf("%s: got %+v %v %v, want seq %d", name, got, ok, err, want.Seq)
+		}
+	}
+	check("k1", h.f, k1, r1)
+	check("k2", h.f, k2, r2)
+	check("k3 (never sent)", h.f, k3, nil)
+	// Forget k1 (the fingerprint's holder): k2 stays, k1 is new again.
+	h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: t1.UnixNano() + 1})
+	check("k1 after prune", h.f, k1, nil)
+	check("k2 after prune", h.f, k2, r2)
+	r3 := send(k3)
+	check("k3", h.f, k3, r3)
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reopened := mustOpen(t, h.path, Options{})
+	check("k1 reopened", reopened, k1, nil)
+	check("k2 reopened", reopened, k2, r2)
+	check("k3 reopened", reopened, k3, r3)
 }
 
 // A file written with the key-ordered layout (idem + idemtime) is converted when opened.
