@@ -131,7 +131,7 @@ func New(o Options) (*Node, error) {
 			return nil, fmt.Errorf("open raft.db: %w", err)
 		}
 		n.closer = append(n.closer, bs)
-		cache, err := raft.NewLogCache(1024, bs)
+		cache, err := raft.NewLogCache(1024, chunkedDeletes{bs})
 		if err != nil {
 			return nil, err
 		}
