@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -43,9 +44,23 @@ func main() {
 		os.Exit(2)
 	}
 	logger := newLogger(cfg.Log)
+	setGCPercent()
 	if err := run(cfg, logger); err != nil {
 		logger.Error("imnode stopped", "err", err)
 		os.Exit(1)
+	}
+}
+
+// defaultGCPercent is the garbage collector's target unless GOGC says otherwise. The live
+// heap is small (tens of MB: caches, the idempotency index, raft's log cache) and nearly
+// every request allocates, so at Go's default of 100 the collector ran often enough to cost
+// a tenth of the write throughput (interleaved runs of send_single at c = 64: 5,215 msg/s
+// at 100, 5,828 at 200); 200 trades that for about twice the heap.
+const defaultGCPercent = 200
+
+func setGCPercent() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 }
 
