@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sync"
@@ -199,23 +200,34 @@ func Decode(b []byte) (t CommandType, key []byte, body []byte, err error) {
 // DecodeBody decodes a command body (from Decode) into v, a pointer to the command struct.
 func DecodeBody(body []byte, v interface{}) error { return DecodeValue(body, v) }
 
-// Encoders and decoders are reused: making one allocates its buffers and state, which cost
-// more than encoding a small record.
+// Encoders and decoders are reused, an encoder with its buffer: making either allocates
+// buffers and state (an encoder given no buffer makes a 1 KiB one) that cost more than
+// encoding a small record.
+type pooledEncoder struct {
+	e   *codec.Encoder
+	buf []byte
+}
+
 var (
-	encoders = sync.Pool{New: func() any { return codec.NewEncoderBytes(nil, mh) }}
+	encoders = sync.Pool{New: func() any {
+		p := &pooledEncoder{buf: make([]byte, 0, 1024)}
+		p.e = codec.NewEncoderBytes(&p.buf, mh)
+		return p
+	}}
 	decoders = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, mh) }}
 )
 
 // EncodeValue and DecodeValue are the codec for stored records and results. The returned
-// slice is the caller's own.
+// slice is the caller's own, of exactly the encoded length.
 func EncodeValue(v interface{}) ([]byte, error) {
-	var out []byte
-	e := encoders.Get().(*codec.Encoder)
-	e.ResetBytes(&out)
-	err := e.Encode(v)
-	e.ResetBytes(nil)
-	encoders.Put(e)
-	return out, err
+	p := encoders.Get().(*pooledEncoder)
+	defer encoders.Put(p)
+	p.buf = p.buf[:0]
+	p.e.ResetBytes(&p.buf)
+	if err := p.e.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(p.buf), nil
 }
 
 // DecodeValue decodes a value written by EncodeValue.
