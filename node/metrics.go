@@ -23,39 +23,32 @@ type Metrics struct {
 	snapshotSecs  prometheus.Histogram
 }
 
+// histogram is a histogram with exponential buckets: count buckets from start, doubling.
+func histogram(name, help string, start float64, count int) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: name, Help: help, Buckets: prometheus.ExponentialBuckets(start, 2, count),
+	})
+}
+
 func newMetrics() *Metrics {
 	return &Metrics{
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imnode_forwarded_writes_total", Help: "Writes this node forwarded to the leader.",
 		}),
-		forwardBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imnode_forward_batch_writes", Help: "Writes per forwarded batch call to the leader.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
-		}),
-		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imnode_raft_commit_seconds", Help: "Time from raft.Apply to the FSM's result on the leader.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}),
-		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imnode_fsm_apply_batch_entries", Help: "Entries per batch raft hands the FSM.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
-		}),
-		applySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imnode_fsm_apply_batch_seconds", Help: "Time to apply one FSM batch (with its commit when group commit is off).",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}),
-		commitSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imnode_fsm_commit_entries", Help: "Entries per fsm.db commit (one bbolt transaction and fsync each).",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
-		}),
-		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imnode_fsm_commit_seconds", Help: "Time to commit and fsync one fsm.db transaction.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}),
-		snapshotSecs: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "imnode_snapshot_persist_seconds", Help: "Time to write one raft snapshot of fsm.db.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
-		}),
+		forwardBatch: histogram("imnode_forward_batch_writes",
+			"Writes per forwarded batch call to the leader.", 1, 9),
+		commitLatency: histogram("imnode_raft_commit_seconds",
+			"Time from raft.Apply to the FSM's result on the leader.", 0.0005, 14),
+		batchSize: histogram("imnode_fsm_apply_batch_entries",
+			"Entries per batch raft hands the FSM.", 1, 11),
+		applySeconds: histogram("imnode_fsm_apply_batch_seconds",
+			"Time to apply one FSM batch (with its commit when group commit is off).", 0.0001, 16),
+		commitSize: histogram("imnode_fsm_commit_entries",
+			"Entries per fsm.db commit (one bbolt transaction and fsync each).", 1, 13),
+		commitSeconds: histogram("imnode_fsm_commit_seconds",
+			"Time to commit and fsync one fsm.db transaction.", 0.0001, 16),
+		snapshotSecs: histogram("imnode_snapshot_persist_seconds",
+			"Time to write one raft snapshot of fsm.db.", 0.001, 16),
 	}
 }
 
