@@ -17,10 +17,13 @@
 //
 // # Applying
 //
-// ApplyBatch applies a whole raft batch in one bbolt transaction that also stores the last
-// applied index, so there is one fsync per batch and the index can never disagree with the
-// data. After a restart raft replays its log from the last snapshot; entries at or below
-// the stored index are skipped, which is what makes the replay harmless.
+// ApplyBatch applies a raft batch into the open bbolt transaction, which also stores the
+// last applied index, so the index can never disagree with the data. With group commit
+// (Options.CommitDelay, see commit.go) several batches share that transaction and its one
+// fsync; reads and WaitApplied see committed state only. After a restart raft replays its
+// log from the last snapshot; entries at or below the stored index are skipped, which is
+// what makes the replay harmless, and entries applied but not committed before a crash are
+// simply applied again.
 //
 // Apply is deterministic: time is the log entry's AppendedAt (replicated with the entry),
 // generated IDs come in the command, iteration is in bbolt key order, never map order.
