@@ -42,7 +42,6 @@ type group struct {
 	w       *txn
 	last    uint64 // index of the last entry applied in it
 	entries int
-	opened  time.Time // commit policy only; the state never depends on it
 	eff     effects
 }
 
@@ -136,7 +135,7 @@ func (f *FSM) openLocked() *group {
 	if err != nil {
 		panic(fmt.Sprintf("fsm: begin transaction: %v", err))
 	}
-	g := &group{w: newTxn(tx, &f.idem), opened: time.Now()}
+	g := &group{w: newTxn(tx, &f.idem)}
 	g.w.eff = &g.eff
 	g.last = g.w.appliedIndex()
 	f.grp = g

@@ -187,12 +187,18 @@ func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) 
 		}
 		end = min(end, conv.MaxSeq)
 		tailFrom := conv.MaxSeq - uint64(len(conv.Tail)) + 1
+		var (
+			chunk   []byte
+			chunkNo uint64
+		)
 		for seq := begin; seq <= end && len(out) < limit; seq++ {
 			var key uint64
 			if seq >= tailFrom {
 				key = conv.Tail[seq-tailFrom]
 			} else {
-				chunk := r.msgIdx.Get(chunkKey(conversationID, (seq-1)/seqChunk))
+				if n := (seq - 1) / seqChunk; chunk == nil || n != chunkNo {
+					chunk, chunkNo = r.msgIdx.Get(chunkKey(conversationID, n)), n
+				}
 				at := int((seq-1)%seqChunk) * 8
 				if len(chunk) < at+8 {
 					return fmt.Errorf("conversation %s: no index of seq %d", conversationID, seq)
