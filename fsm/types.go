@@ -1,5 +1,7 @@
 package fsm
 
+import "encoding/json"
+
 // User is a registered user.
 type User struct {
 	UID    string
@@ -65,6 +67,31 @@ type Message struct {
 	ForceList      []string
 	// SendTime is Unix nanoseconds from the log entry, never decreasing in a conversation.
 	SendTime int64
+}
+
+// MessageView is a message as clients see it: the fields of msg/pull_msg_by_seq and of the
+// WebSocket "msg" frame. Content is the stored JSON object, passed through as it is.
+type MessageView struct {
+	ConversationID string          `json:"conversationID"`
+	Seq            uint64          `json:"seq"`
+	MsgID          string          `json:"msgID"`
+	SendID         string          `json:"sendID"`
+	RecvID         string          `json:"recvID"`
+	SessionType    int32           `json:"sessionType"`
+	ContentType    int32           `json:"contentType"`
+	Content        json.RawMessage `json:"content"`
+	SendTime       int64           `json:"sendTime"`
+	SenderNickName string          `json:"senderNickName"`
+	SenderFaceURL  string          `json:"senderFaceURL"`
+	ForceList      []string        `json:"forceList,omitempty"`
+}
+
+// View returns m as clients see it.
+func (m *Message) View() MessageView {
+	return MessageView{ConversationID: m.ConversationID, Seq: m.Seq, MsgID: m.MsgID,
+		SendID: m.SendID, RecvID: m.RecvID, SessionType: m.SessionType,
+		ContentType: m.ContentType, Content: m.Content, SendTime: m.SendTime,
+		SenderNickName: m.SenderNickName, SenderFaceURL: m.SenderFaceURL, ForceList: m.ForceList}
 }
 
 // ConversationSeq is one conversation of a user with its newest seq.

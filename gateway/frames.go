@@ -18,33 +18,17 @@ type clientFrame struct {
 
 // msgFrame is the server → client "msg" frame: the fields of msg/pull_msg_by_seq.
 type msgFrame struct {
-	Type           string          `json:"type"`
-	ConversationID string          `json:"conversationID"`
-	Seq            uint64          `json:"seq"`
-	MsgID          string          `json:"msgID"`
-	SendID         string          `json:"sendID"`
-	RecvID         string          `json:"recvID"`
-	SessionType    int32           `json:"sessionType"`
-	ContentType    int32           `json:"contentType"`
-	Content        json.RawMessage `json:"content"`
-	SendTime       int64           `json:"sendTime"`
-	SenderNickName string          `json:"senderNickName"`
-	SenderFaceURL  string          `json:"senderFaceURL"`
-	ForceList      []string        `json:"forceList,omitempty"`
+	Type string `json:"type"`
+	fsm.MessageView
 }
 
 func encodeMessage(m *fsm.Message) []byte {
-	content := json.RawMessage(m.Content)
-	if len(content) == 0 || !json.Valid(content) {
+	v := m.View()
+	if len(v.Content) == 0 || !json.Valid(v.Content) {
 		// Stored content is validated JSON; this only guards the frame's own validity.
-		content = json.RawMessage("{}")
+		v.Content = json.RawMessage("{}")
 	}
-	b, err := json.Marshal(msgFrame{
-		Type: "msg", ConversationID: m.ConversationID, Seq: m.Seq, MsgID: m.MsgID,
-		SendID: m.SendID, RecvID: m.RecvID, SessionType: m.SessionType,
-		ContentType: m.ContentType, Content: content, SendTime: m.SendTime,
-		SenderNickName: m.SenderNickName, SenderFaceURL: m.SenderFaceURL, ForceList: m.ForceList,
-	})
+	b, err := json.Marshal(msgFrame{Type: "msg", MessageView: v})
 	if err != nil {
 		// Only strings, numbers and validated raw JSON: it always encodes.
 		panic("gateway: encode message frame: " + err.Error())

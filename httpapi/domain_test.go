@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"reflect"
 	"testing"
+
+	"github.com/imnode/imnode/fsm"
 )
 
 // TestDomainErrors covers the outcomes the FSM decides. They are proposed (with their
@@ -186,7 +188,7 @@ func TestReadShapes(t *testing.T) {
 			t.Fatalf("pulled message %s has no %q", r.Data, k)
 		}
 	}
-	var msgs []message
+	var msgs []fsm.MessageView
 	r.data(t, &msgs)
 	if msgs[0].Seq != 1 || msgs[1].Seq != 2 || string(msgs[0].Content) != `{"text":"one"}` || msgs[0].SenderNickName != "A" ||
 		msgs[1].SendID != "bob" || msgs[1].SendTime < msgs[0].SendTime {

@@ -103,22 +103,6 @@ type pullReq struct {
 	EndSeq         *uint64 `json:"endSeq"`
 }
 
-// message is one message of msg/pull_msg_by_seq (and of the WebSocket frames).
-type message struct {
-	ConversationID string          `json:"conversationID"`
-	Seq            uint64          `json:"seq"`
-	MsgID          string          `json:"msgID"`
-	SendID         string          `json:"sendID"`
-	RecvID         string          `json:"recvID"`
-	SessionType    int32           `json:"sessionType"`
-	ContentType    int32           `json:"contentType"`
-	Content        json.RawMessage `json:"content"`
-	SendTime       int64           `json:"sendTime"`
-	SenderNickName string          `json:"senderNickName"`
-	SenderFaceURL  string          `json:"senderFaceURL"`
-	ForceList      []string        `json:"forceList,omitempty"`
-}
-
 // pullMsgBySeq answers the messages of a conversation with beginSeq <= seq <= endSeq, in
 // seq order, at most maxPullMsgs of them (continue from the last seq + 1).
 func (s *Server) pullMsgBySeq(r *request) (any, error) {
@@ -151,18 +135,15 @@ func (s *Server) pullMsgBySeq(r *request) (any, error) {
 		return nil, err
 	}
 	if !listed {
-		return dataResp{[]message{}}, nil
+		return dataResp{[]fsm.MessageView{}}, nil
 	}
 	msgs, err := s.b.FSM().PullMessages(conv, *req.BeginSeq, *req.EndSeq, maxPullMsgs)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]message, len(msgs))
-	for i, m := range msgs {
-		out[i] = message{ConversationID: m.ConversationID, Seq: m.Seq, MsgID: m.MsgID,
-			SendID: m.SendID, RecvID: m.RecvID, SessionType: m.SessionType,
-			ContentType: m.ContentType, Content: m.Content, SendTime: m.SendTime,
-			SenderNickName: m.SenderNickName, SenderFaceURL: m.SenderFaceURL, ForceList: m.ForceList}
+	out := make([]fsm.MessageView, len(msgs))
+	for i := range msgs {
+		out[i] = msgs[i].View()
 	}
 	return dataResp{out}, nil
 }

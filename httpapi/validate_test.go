@@ -3,6 +3,8 @@ package httpapi
 import (
 	"strings"
 	"testing"
+
+	"github.com/imnode/imnode/fsm"
 )
 
 // TestBadInputChangesNothing sends every kind of bad request of DESIGN.md §3 that is
@@ -199,7 +201,7 @@ func TestContentTypes(t *testing.T) {
 		body := `{"operationID":"ct` + itoa3(ct) + `","sendID":"alice","recvID":"bob","sessionType":1,"contentType":` + itoa3(ct) + `,"content":` + spaced + `}`
 		e.ok("manager/send_msg", e.admin, body)
 		r := e.ok("msg/pull_msg_by_seq", e.admin, map[string]any{"conversationID": "si_alice_bob", "beginSeq": seq, "endSeq": seq})
-		var msgs []message
+		var msgs []fsm.MessageView
 		r.data(t, &msgs)
 		if len(msgs) != 1 || string(msgs[0].Content) != c || msgs[0].ContentType != int32(ct) {
 			t.Fatalf("contentType %d: got %s, want content %s", ct, r.Data, c)
