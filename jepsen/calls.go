@@ -74,6 +74,23 @@ func finalClient(c *Cluster, n *Node, rng *rand.Rand) *client {
 	return &client{c: c, rng: rng, node: n, timeout: 10 * time.Second}
 }
 
+// finalReads reads every key on every member once all faults are healed, as one process
+// per member; a member that does not answer is left to the convergence check.
+func finalReads(c *Cluster, h *History, rng *rand.Rand, keys []string, read func(*client, *History, string) Op) {
+	for _, n := range c.Members() {
+		cl := finalClient(c, n, rng)
+		proc := h.NewProcess()
+		for _, k := range keys {
+			op := retryRead(func() Op { return read(cl, h, k) })
+			op.Process = proc
+			h.Add(op)
+			if op.Outcome != OK {
+				break
+			}
+		}
+	}
+}
+
 // retryRead runs read up to three times until it is ok, a second apart, and returns the
 // last outcome: only that one is recorded.
 func retryRead(read func() Op) Op {

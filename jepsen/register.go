@@ -82,18 +82,7 @@ func (w *registerWorkload) read(cl *client, h *History, key string) Op {
 
 // final reads every register on every member once all faults are healed.
 func (w *registerWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
-	for _, n := range c.Members() {
-		cl := finalClient(c, n, rng)
-		proc := h.NewProcess()
-		for _, k := range w.keys {
-			op := retryRead(func() Op { return w.read(cl, h, k) })
-			op.Process = proc
-			h.Add(op)
-			if op.Outcome != OK {
-				break // the node does not answer; the convergence check reports it
-			}
-		}
-	}
+	finalReads(c, h, rng, w.keys, w.read)
 }
 
 func (w *registerWorkload) check(ops []Op, timeout time.Duration, dir string, ann []porcupine.Annotation) Verdict {

@@ -124,18 +124,7 @@ func (w *setWorkload) read(cl *client, h *History, group string) Op {
 }
 
 func (w *setWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
-	for _, n := range c.Members() {
-		cl := finalClient(c, n, rng)
-		proc := h.NewProcess()
-		for _, g := range w.groups {
-			op := retryRead(func() Op { return w.read(cl, h, g) })
-			op.Process = proc
-			h.Add(op)
-			if op.Outcome != OK {
-				break // the node does not answer; the convergence check reports it
-			}
-		}
-	}
+	finalReads(c, h, rng, w.groups, w.read)
 }
 
 func (w *setWorkload) check(ops []Op, timeout time.Duration, dir string, ann []porcupine.Annotation) Verdict {
