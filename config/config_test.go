@@ -69,6 +69,18 @@ func TestValidateRefuses(t *testing.T) {
 	if err := bad.Validate(); err == nil {
 		t.Fatal("33-char secret accepted")
 	}
+	for _, d := range []time.Duration{-time.Millisecond, 2 * time.Second} {
+		bad := Default()
+		bad.FSMCommitDelay = Duration(d)
+		if err := bad.Validate(); err == nil {
+			t.Fatalf("fsmCommitDelay %v accepted", d)
+		}
+	}
+	ok := Default()
+	ok.FSMCommitDelay = 0 // commit every raft batch
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("fsmCommitDelay 0 refused: %v", err)
+	}
 }
 
 func TestUnknownKeyIsAnError(t *testing.T) {
