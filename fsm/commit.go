@@ -187,6 +187,9 @@ func (f *FSM) afterCommit(g *group) {
 	if f.opts.OnUsersDeleted != nil && len(g.eff.deleted) > 0 {
 		f.opts.OnUsersDeleted(g.eff.deleted)
 	}
+	if f.opts.OnNotices != nil && len(g.eff.notices) > 0 {
+		f.opts.OnNotices(g.eff.notices)
+	}
 }
 
 // commitLoop is the committer goroutine.

@@ -23,6 +23,9 @@ type Options struct {
 	OnCommit func(msgs []Message)
 	// OnUsersDeleted, if set, is called after commit with the uids a batch deleted.
 	OnUsersDeleted func(uids []string)
+	// OnNotices, if set, is called after commit with the notices a batch produced (see
+	// Notice), in log order, after OnCommit for the same batch.
+	OnNotices func(notices []Notice)
 	// CommitDelay, if positive, turns on group commit: batches go into one open write
 	// transaction, which a background goroutine commits at most once per CommitDelay (see
 	// commit.go). Zero commits every batch before ApplyBatch returns.
@@ -173,6 +176,20 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 type effects struct {
 	msgs    []Message
 	deleted []string
+	notices []Notice
+}
+
+// Notice is an event besides a message that connected clients must see: a revoke, a
+// dismissed group, a kick, a read receipt. Appliers add them with txn.notify; after the
+// batch commits they go to Options.OnNotices, which pushes them over WebSocket. A notice is
+// not state: a client that was not connected learns the same through the read routes.
+type Notice struct {
+	// Type is the WebSocket frame's type ("revoke", "group_dismissed", ...).
+	Type string
+	// UIDs are the users whose connections receive it.
+	UIDs []string
+	// Fields are the frame's members beside "type" (JSON-encoded, keys in sorted order).
+	Fields map[string]any
 }
 
 // ApplyBatch applies entries into the open write transaction (raft.BatchingFSM), opening

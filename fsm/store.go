@@ -52,6 +52,10 @@ func newTxn(tx *bolt.Tx, idx *idemIndex) *txn {
 	return t
 }
 
+// notify adds a notice for after the commit. Call it only once the command will succeed:
+// a command that fails changes nothing, and tells nobody.
+func (w *txn) notify(n Notice) { w.eff.notices = append(w.eff.notices, n) }
+
 func (w *txn) appliedIndex() uint64 {
 	if v := w.meta.Get(keyApplied); len(v) == 8 {
 		return binary.BigEndian.Uint64(v)

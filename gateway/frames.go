@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 
 	"github.com/imnode/imnode/fsm"
@@ -48,6 +49,22 @@ func (f *lazyFrame) bytes() []byte {
 		f.b = encodeMessage(f.m)
 	}
 	return f.b
+}
+
+// encodeNotice writes a notice as {"type":..., its fields...}. A field named "type" in
+// Fields is overwritten by the notice's type.
+func encodeNotice(n *fsm.Notice) []byte {
+	m := make(map[string]any, len(n.Fields)+1)
+	for k, v := range n.Fields {
+		m[k] = v
+	}
+	m["type"] = n.Type
+	b, err := json.Marshal(m)
+	if err != nil {
+		// Appliers build Fields from strings and numbers; anything else is a bug.
+		panic(fmt.Sprintf("gateway: encode %s notice: %v", n.Type, err))
+	}
+	return b
 }
 
 // errorFrame answers a frame the gateway could not take: {"type":"error","reqID",

@@ -160,6 +160,7 @@ type Gateway struct {
 type event struct {
 	msgs    []fsm.Message
 	deleted []string
+	notices []fsm.Notice
 }
 
 // queueBatches bounds the applied batches waiting for the dispatcher. When it is full,
@@ -221,6 +222,12 @@ func (g *Gateway) OnCommit(msgs []fsm.Message) {
 // are closed with CloseUserDeleted.
 func (g *Gateway) OnUsersDeleted(uids []string) {
 	g.enqueue(event{deleted: uids})
+}
+
+// OnNotices is the FSM's fsm.Options.OnNotices: each notice goes, as a frame of its type,
+// to every connection of its uids (see the README's frame table).
+func (g *Gateway) OnNotices(notices []fsm.Notice) {
+	g.enqueue(event{notices: notices})
 }
 
 func (g *Gateway) enqueue(ev event) {
@@ -327,6 +334,18 @@ func (g *Gateway) dispatch(ev event) {
 			}
 		case fsm.SessionGroup:
 			g.deliverGroup(m.RecvID, f)
+		}
+	}
+	for i := range ev.notices {
+		nt := &ev.notices[i]
+		var b []byte
+		for _, uid := range nt.UIDs {
+			for c := range g.byUID[uid] {
+				if b == nil {
+					b = encodeNotice(nt)
+				}
+				c.push(outItem{data: b})
+			}
 		}
 	}
 }
