@@ -4,6 +4,7 @@
 package apiclient
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +59,14 @@ func New(addr string) *Client {
 	}}
 }
 
+// NewTLS returns a client of the node at addr that speaks HTTPS, verifying the node's
+// certificate with cfg (for example RootCAs set to the cluster's CA).
+func NewTLS(addr string, cfg *tls.Config) *Client {
+	c := New(addr)
+	c.hc.IsTLS, c.hc.TLSConfig = true, cfg
+	return c
+}
+
 // WithToken returns a copy of c that sends token, sharing c's connections.
 func (c *Client) WithToken(token string) *Client {
 	cp := *c
@@ -101,7 +110,11 @@ func (c *Client) do(method, route string, body []byte) (*Response, error) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + c.Addr + "/" + route)
+	scheme := "http://"
+	if c.hc.IsTLS {
+		scheme = "https://"
+	}
+	req.SetRequestURI(scheme + c.Addr + "/" + route)
 	req.Header.SetMethod(method)
 	if body != nil {
 		req.Header.SetContentType("application/json")

@@ -9,7 +9,6 @@
 package cluster
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -55,6 +54,11 @@ type Cluster struct {
 	peers    map[string]peer      // gossip's view, copied in memberlist's callbacks
 	deadAt   map[string]time.Time // members gossip reports dead, since when
 	seenAsNV map[string]int       // reconcile rounds a non-voter has been seen alive
+	verdicts map[string]verdict   // checks of members' credentials (verify.go)
+
+	// joinTried is closed after the first attempt to join the -join addresses: a new node
+	// does not bootstrap before it has seen whether they already form a cluster.
+	joinTried chan struct{}
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -63,7 +67,7 @@ type Cluster struct {
 // New starts memberlist on cfg.GossipAddr. Call Start to join and run the loops.
 func New(cfg config.Config, n *node.Node, logger *slog.Logger) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, n: n, log: logger, deadAt: map[string]time.Time{}, peers: map[string]peer{},
-		seenAsNV: map[string]int{}, stop: make(chan struct{})}
+		seenAsNV: map[string]int{}, verdicts: map[string]verdict{}, stop: make(chan struct{}), joinTried: make(chan struct{})}
 	c.meta.Store(&Meta{NodeID: cfg.NodeID, RaftAddr: cfg.RaftAddr, HTTPAddr: cfg.HTTPAddr, InCluster: n.HasState()})
 
 	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)
@@ -85,11 +89,25 @@ func New(cfg config.Config, n *node.Node, logger *slog.Logger) (*Cluster, error)
 		mc.Logger = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
 	}
 	if cfg.GossipKey != "" {
-		key, err := base64.StdEncoding.DecodeString(cfg.GossipKey)
+		// The keyring encrypts with gossipKey and accepts gossipKeys too (a rotation).
+		primary, err := config.DecodeGossipKey(cfg.GossipKey)
 		if err != nil {
-			return nil, fmt.Errorf("gossipKey is not base64: %w", err)
+			return nil, fmt.Errorf("gossipKey: %w", err)
 		}
-		mc.SecretKey = key
+		var others [][]byte
+		for _, k := range cfg.GossipKeys {
+			b, err := config.DecodeGossipKey(k)
+			if err != nil {
+				return nil, fmt.Errorf("gossipKeys: %w", err)
+			}
+			others = append(others, b)
+		}
+		kr, err := memberlist.NewKeyring(others, primary)
+		if err != nil {
+			return nil, fmt.Errorf("gossip keyring: %w", err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: mc.Logger})
 	if err != nil {
@@ -133,10 +151,14 @@ func (c *Cluster) Start() {
 func (c *Cluster) joinLoop() {
 	defer c.wg.Done()
 	if len(c.cfg.Join) == 0 {
+		close(c.joinTried)
 		return
 	}
 	for attempt := 0; ; attempt++ {
 		n, err := c.ml.Join(c.cfg.Join)
+		if attempt == 0 {
+			close(c.joinTried)
+		}
 		if n > 0 {
 			c.log.Info("joined gossip", "contacted", n)
 			return
@@ -188,7 +210,7 @@ func (c *Cluster) Members() []node.MemberInfo {
 			state = "dead"
 		}
 		out = append(out, node.MemberInfo{NodeID: p.meta.NodeID, HTTPAddr: p.meta.HTTPAddr, RaftAddr: p.meta.RaftAddr,
-			GossipAddr: p.gossip, Gossip: state})
+			GossipAddr: p.gossip, Gossip: state, Reason: c.reasonLocked(p.meta.NodeID, p.meta.RaftAddr)})
 	}
 	c.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].NodeID < out[j].NodeID })
@@ -286,6 +308,8 @@ func (e *events) NotifyJoin(n *memberlist.Node) {
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	e.c.mu.Lock()
 	e.c.deadAt[n.Name] = time.Now()
+	// Checked again when it comes back: it may have restarted with other credentials.
+	delete(e.c.verdicts, n.Name)
 	e.c.setPeer(n, false)
 	e.c.mu.Unlock()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,6 +29,8 @@ type world struct {
 	mu        sync.Mutex // guards members: reconcile loops read it through forward
 	t         *testing.T
 	maxVoters int // 0: the default
+	// refuse lists members whose credentials check fails (node.Options.Prove).
+	refuse map[string]bool
 	members   []*member
 	gossip    []string
 }
@@ -72,7 +75,13 @@ func (w *world) start(id string, expect int, join []string) *member {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	n, err := node.New(node.Options{Config: cfg, FSM: f, Transport: tr, InmemStores: true, Forward: w.forward})
+	prove := func(id, _ string) error {
+		if w.refuse[id] {
+			return fmt.Errorf("%w: test refuses %s", node.ErrPeerAuth, id)
+		}
+		return nil
+	}
+	n, err := node.New(node.Options{Config: cfg, FSM: f, Transport: tr, InmemStores: true, Forward: w.forward, Prove: prove})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -177,4 +186,45 @@ func TestMaxVotersKeepsExtraMembersNonVoters(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("c was never added as a non-voter")
+}
+
+// TestUnprovenMemberIsNeverConfigured: a gossip member that fails the credentials check is
+// never added to the raft configuration, and status says why.
+func TestUnprovenMemberIsNeverConfigured(t *testing.T) {
+	w := &world{t: t, refuse: map[string]bool{"stranger": true}}
+	a := w.start("a", 1, nil)
+	w.waitVoters("a")
+	w.start("stranger", 1, []string{w.gossip[0]})
+	b := w.start("b", 1, []string{w.gossip[0]})
+	w.waitVoters("a", "b")
+	// Give the leader reconcile rounds enough to add and promote the stranger.
+	time.Sleep(2 * time.Second)
+	servers, err := a.n.Servers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		if s.ID == "stranger" {
+			t.Fatalf("the stranger is in the raft configuration as %v", s.Suffrage)
+		}
+	}
+	for _, m := range []*member{a, b} {
+		st := m.n.Status()
+		found := false
+		for _, mem := range st.Members {
+			if mem.NodeID != "stranger" {
+				if mem.Reason != "" {
+					t.Fatalf("%s: member %s has reason %q", st.NodeID, mem.NodeID, mem.Reason)
+				}
+				continue
+			}
+			found = true
+			if mem.Role != node.RoleNone || !strings.Contains(mem.Reason, "test refuses stranger") {
+				t.Fatalf("%s shows the stranger as role %q reason %q; want none with the check's error", st.NodeID, mem.Role, mem.Reason)
+			}
+		}
+		if !found {
+			t.Fatalf("%s does not list the stranger", st.NodeID)
+		}
+	}
 }

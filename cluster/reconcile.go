@@ -21,6 +21,7 @@ func (c *Cluster) mainLoop() {
 	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
+		c.checkMembers()
 		if !c.n.HasState() {
 			c.tryBootstrap()
 		} else {
@@ -41,9 +42,23 @@ func (c *Cluster) mainLoop() {
 // of them belongs to a cluster already. Every such node computes the same set: the
 // bootstrap-expect members with the smallest IDs.
 func (c *Cluster) tryBootstrap() {
+	select {
+	case <-c.joinTried:
+	default:
+		return
+	}
 	var alive []Meta
 	for _, p := range c.alivePeers() {
 		meta := p.meta
+		if !c.proven(meta.NodeID, meta.RaftAddr) {
+			if meta.InCluster {
+				// A member of a cluster whose credentials this node cannot confirm (yet):
+				// bootstrapping a cluster of our own beside it would split the data, so
+				// wait (its check's outcome is logged and shown in /cluster/status).
+				return
+			}
+			continue
+		}
 		if meta.InCluster && meta.NodeID != c.cfg.NodeID {
 			// Someone already leads a cluster: wait for its leader to add us. Raft state
 			// appears when the first AppendEntries arrive.
@@ -90,8 +105,8 @@ func (c *Cluster) joinedByLeader() bool {
 	return false
 }
 
-// reconcile runs on the leader: gossip members that are alive and not configured are added
-// (as non-voters, promoted after promoteAfter rounds while voters < maxVoters); members
+// reconcile runs on the leader: gossip members that are alive, proven (verify.go) and not
+// configured are added (as non-voters, promoted after promoteAfter rounds while voters < maxVoters); members
 // dead longer than the dead-node timeout are removed only if the remaining voters keep a
 // healthy majority. (Members that leave gracefully remove themselves: see node.Leave.)
 func (c *Cluster) reconcile() {
@@ -115,6 +130,10 @@ func (c *Cluster) reconcile() {
 		}
 		alive[meta.NodeID] = true
 		s, in := conf[meta.NodeID]
+		if !c.proven(meta.NodeID, meta.RaftAddr) {
+			// Not (yet) proven at the address it advertises: neither added nor moved.
+			continue
+		}
 		switch {
 		case !in:
 			c.log.Info("adding member as non-voter", "node", meta.NodeID, "raft", meta.RaftAddr)

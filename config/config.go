@@ -6,6 +6,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,11 +59,24 @@ type TokenPolicy struct {
 	AccessExpire int `yaml:"accessExpire"`
 }
 
-// TLS configures HTTPS for the API. Both files set: the API serves TLS.
+// TLS configures TLS for the API, the raft transport and calls between nodes. With
+// certFile and keyFile set, the API serves HTTPS, raft connections use mutual TLS (each
+// side verifies the other's certificate against caFile), and a node forwarding to another
+// verifies that node's certificate. Files are reloaded on SIGHUP and when they change.
 type TLS struct {
 	CertFile string `yaml:"certFile"`
 	KeyFile  string `yaml:"keyFile"`
+	// CAFile is the PEM file of the CA(s) that sign every node's certificate. Empty: the
+	// node's own certificate is the only one trusted (nodes that share one self-signed
+	// certificate).
+	CAFile string `yaml:"caFile"`
+	// ServerName, if set, is the DNS name every node's certificate must carry; empty: a
+	// node's certificate must name the host of its address (an IP SAN for an IP address).
+	ServerName string `yaml:"serverName"`
 }
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Raft tunes the consensus layer.
 type Raft struct {
@@ -114,9 +128,13 @@ type Config struct {
 	// ClusterKey authenticates calls between nodes (forwarded writes, read index, internal
 	// routes). Every node of a cluster must share it.
 	ClusterKey string `yaml:"clusterKey"`
-	// GossipKey, when set, encrypts memberlist traffic (base64 of 16, 24 or 32 bytes).
+	// GossipKey, when set, encrypts memberlist traffic (base64 of 16, 24 or 32 bytes). It is
+	// required on any address that is not loopback.
 	GossipKey string `yaml:"gossipKey"`
-	TLS       TLS    `yaml:"tls"`
+	// GossipKeys are further keys gossip accepts (but does not encrypt with): the old or the
+	// new key during a rotation (see the README, "Securing a cluster").
+	GossipKeys []string `yaml:"gossipKeys"`
+	TLS        TLS      `yaml:"tls"`
 
 	// IdempotencyRetention is how long an operationID is remembered for deduplication.
 	IdempotencyRetention Duration `yaml:"idempotencyRetention"`
@@ -221,6 +239,9 @@ func Load(args []string) (Config, error) {
 	if len(c.Join) == 0 {
 		c.Join = nil // an empty YAML list and no list mean the same
 	}
+	if len(c.GossipKeys) == 0 {
+		c.GossipKeys = nil
+	}
 	applyEnv(&c)
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -315,6 +336,19 @@ func (c Config) Validate() error {
 		return errors.New("log.format must be text or json")
 	case (c.TLS.CertFile == "") != (c.TLS.KeyFile == ""):
 		return errors.New("tls.certFile and tls.keyFile go together")
+	case (c.TLS.CAFile != "" || c.TLS.ServerName != "") && c.TLS.CertFile == "":
+		return errors.New("tls.caFile and tls.serverName need tls.certFile and tls.keyFile")
+	}
+	if len(c.GossipKeys) > 0 && c.GossipKey == "" {
+		return errors.New("gossipKeys need gossipKey: the key gossip encrypts with")
+	}
+	for i, k := range append([]string{c.GossipKey}, c.GossipKeys...) {
+		if k == "" && i == 0 {
+			continue
+		}
+		if _, err := DecodeGossipKey(k); err != nil {
+			return err
+		}
 	}
 	for _, a := range []struct{ name, addr string }{{"httpAddr", c.HTTPAddr}, {"raftAddr", c.RaftAddr}, {"gossipAddr", c.GossipAddr}} {
 		host, _, err := net.SplitHostPort(a.addr)
@@ -329,10 +363,25 @@ func (c Config) Validate() error {
 				return fmt.Errorf("%s %s is not a loopback address and tokenPolicy.accessSecret is the example key: set your own", a.name, a.addr)
 			case c.ClusterKey == ExampleClusterKey:
 				return fmt.Errorf("%s %s is not a loopback address and clusterKey is the example key: set your own", a.name, a.addr)
+			case c.GossipKey == "":
+				return fmt.Errorf("%s %s is not a loopback address and gossipKey is not set: gossip would travel unencrypted; "+
+					"set gossipKey (or IMNODE_GOSSIP_KEY) to the same base64 key of 32 random bytes on every node, e.g. from `head -c 32 /dev/urandom | base64`", a.name, a.addr)
 			}
 		}
 	}
 	return nil
+}
+
+// DecodeGossipKey decodes a gossip key: base64 of 16, 24 or 32 bytes (AES-128, -192, -256).
+func DecodeGossipKey(k string) ([]byte, error) {
+	b, err := base64.StdEncoding.DecodeString(k)
+	if err != nil {
+		return nil, fmt.Errorf("gossip key is not base64: %w", err)
+	}
+	if n := len(b); n != 16 && n != 24 && n != 32 {
+		return nil, fmt.Errorf("gossip key is %d bytes; it must be 16, 24 or 32 (base64 of `head -c 32 /dev/urandom`)", n)
+	}
+	return b, nil
 }
 
 func isLoopback(host string) bool {

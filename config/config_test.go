@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -80,6 +81,44 @@ func TestValidateRefuses(t *testing.T) {
 	ok.FSMCommitDelay = 0 // commit every raft batch
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("fsmCommitDelay 0 refused: %v", err)
+	}
+}
+
+// TestGossipKeyRequiredOffLoopback: with every example key replaced, a node on a public
+// address still refuses to start without a gossip key, and names the key to set.
+func TestGossipKeyRequiredOffLoopback(t *testing.T) {
+	c := Default()
+	c.Secret, c.TokenPolicy.AccessSecret, c.ClusterKey = "s3cret", "signing-key", "cluster-key"
+	c.GossipAddr = "10.1.2.3:10004"
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "gossipKey") {
+		t.Fatalf("got %v, want an error naming gossipKey", err)
+	}
+	c.GossipKey = base64.StdEncoding.EncodeToString(make([]byte, 32))
+	if err := c.Validate(); err != nil {
+		t.Fatalf("with a gossip key: %v", err)
+	}
+	for name, k := range map[string]string{"not base64": "***", "15 bytes": base64.StdEncoding.EncodeToString(make([]byte, 15))} {
+		bad := c
+		bad.GossipKey = k
+		if err := bad.Validate(); err == nil {
+			t.Fatalf("gossip key %s accepted", name)
+		}
+		bad = c
+		bad.GossipKeys = []string{k}
+		if err := bad.Validate(); err == nil {
+			t.Fatalf("gossipKeys entry %s accepted", name)
+		}
+	}
+	noPrimary := Default()
+	noPrimary.GossipKeys = []string{c.GossipKey}
+	if err := noPrimary.Validate(); err == nil {
+		t.Fatal("gossipKeys without gossipKey accepted")
+	}
+	caOnly := Default()
+	caOnly.TLS.CAFile = "ca.pem"
+	if err := caOnly.Validate(); err == nil {
+		t.Fatal("tls.caFile without a certificate accepted")
 	}
 }
 

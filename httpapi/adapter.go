@@ -148,6 +148,10 @@ func (s *Server) run(r *request) (resp any, err error) {
 		if !s.clusterKeyOK(r.ctx.Request.Header.Peek("X-Cluster-Key")) {
 			return nil, &Error{Code: CodeNoPermission, Status: fasthttp.StatusForbidden, Msg: "missing or wrong X-Cluster-Key"}
 		}
+		if s.tls != nil && !peerCertified(r.ctx) {
+			return nil, &Error{Code: CodeNoPermission, Status: fasthttp.StatusForbidden,
+				Msg: "node-to-node calls need a client certificate signed by the cluster's CA"}
+		}
 	}
 	return r.rt.h(r)
 }

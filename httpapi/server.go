@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/imnode/imnode/config"
 	"github.com/imnode/imnode/fsm"
+	"github.com/imnode/imnode/internal/pki"
 	"github.com/imnode/imnode/node"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -52,6 +54,7 @@ type Backend interface {
 // Server is the HTTP API of one node.
 type Server struct {
 	tokens tokenCache
+	tls    *pki.Store // nil: plain HTTP
 	cfg    config.Config
 	b      Backend
 	log    *slog.Logger
@@ -152,12 +155,27 @@ func (s *Server) Handle(method, path string, h fasthttp.RequestHandler) {
 // handler checks it again.
 func (s *Server) Handler() fasthttp.RequestHandler { return s.serveHTTP }
 
+// SetTLS makes Serve serve HTTPS with store's current certificate (reloaded without a
+// restart, see pki.Store) and requires, on /internal/*, a client certificate that the
+// cluster's CA signed besides the cluster key. Call it before Serve.
+func (s *Server) SetTLS(store *pki.Store) { s.tls = store }
+
 // Serve accepts connections on ln until Shutdown; with cfg.TLS set it serves HTTPS.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.TLS.Enabled() && s.tls == nil {
+		st, err := pki.Load(pki.Files{CertFile: s.cfg.TLS.CertFile, KeyFile: s.cfg.TLS.KeyFile,
+			CAFile: s.cfg.TLS.CAFile, ServerName: s.cfg.TLS.ServerName}, s.log)
+		if err != nil {
+			return err
+		}
+		s.tls = st
+	}
 	s.serving.Store(true)
 	ln = &patientListener{Listener: ln, log: s.log}
-	if s.cfg.TLS.CertFile != "" {
-		return s.srv.ServeTLS(ln, s.cfg.TLS.CertFile, s.cfg.TLS.KeyFile)
+	if s.tls != nil {
+		// App clients present no certificate; other nodes present theirs, which is
+		// verified against the cluster's CA (internalPeerOK).
+		ln = tls.NewListener(ln, s.tls.ServerConfig(false))
 	}
 	return s.srv.Serve(ln)
 }

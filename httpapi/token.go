@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/valyala/fasthttp"
 )
 
 // Identity is whom a verified token speaks for.
@@ -115,6 +116,16 @@ func (s *Server) clusterKeyOK(key []byte) bool {
 	}
 	sum := sha256.Sum256(key)
 	return subtle.ConstantTimeCompare(sum[:], s.clusterKeySum[:]) == 1
+}
+
+// peerCertified reports whether the request came over TLS with a client certificate that
+// verified against the cluster's CA.
+func peerCertified(ctx *fasthttp.RequestCtx) bool {
+	if !ctx.IsTLS() {
+		return false
+	}
+	st := ctx.TLSConnectionState()
+	return st != nil && len(st.VerifiedChains) > 0
 }
 
 // tokenCache remembers tokens whose signature and claims have been checked, so a client

@@ -1,6 +1,9 @@
 package jepsen
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +20,7 @@ import (
 	"time"
 
 	"github.com/imnode/imnode/apiclient"
+	"github.com/imnode/imnode/internal/pki"
 )
 
 // Admin credentials of the example configuration that bin/imnode starts with.
@@ -75,6 +79,10 @@ type Cluster struct {
 	all     []*Node // every node ever started
 	nextIP  int
 	token   string
+
+	// With TLS (UseTLS): every node's config file and the clients' TLS settings.
+	config  string
+	tlsConf *tls.Config
 }
 
 // firstIP is the last byte of the first node's address: nodes use 127.0.0.11, .12, ...
@@ -123,6 +131,44 @@ func portsFree(ips []string, p int) bool {
 	return true
 }
 
+// UseTLS makes the cluster run in its secure mode: a CA made for the run signs one
+// certificate for every node address; nodes get tls.certFile, keyFile and caFile (mutual TLS
+// on raft, verified forwarding, HTTPS API) and a gossip key, and the clients verify the
+// API's certificate. Call it before the first Start.
+func (c *Cluster) UseTLS() error {
+	ca, err := pki.NewCA("imjepsen run CA", 30*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	hosts := []string{"127.0.0.1"}
+	for i := 0; i < c.expect+16; i++ {
+		hosts = append(hosts, fmt.Sprintf("127.0.0.%d", firstIP+i))
+	}
+	files, err := ca.WriteNode(filepath.Join(c.dir, "tls"), "node", hosts)
+	if err != nil {
+		return err
+	}
+	gossipKey := base64.StdEncoding.EncodeToString([]byte("imjepsen-gossip-key-32-bytes-abc"))
+	c.config = filepath.Join(c.dir, "tls", "imnode.yaml")
+	yaml := fmt.Sprintf("gossipKey: %q\ntls:\n  certFile: %q\n  keyFile: %q\n  caFile: %q\n",
+		gossipKey, files.CertFile, files.KeyFile, files.CAFile)
+	if err := os.WriteFile(c.config, []byte(yaml), 0o644); err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.CertPEM())
+	c.tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.all {
+		n.client = apiclient.NewTLS(n.HTTP, c.tlsConf)
+		n.client.Timeout = 3 * time.Second
+		n.client.Token = c.token
+		n.stale = n.client.WithHeader("X-Consistency", "stale")
+	}
+	return nil
+}
+
 // Ports returns the node ports (http, raft, gossip) every node of the run uses.
 func (c *Cluster) Ports() []int { return []int{c.port, c.port + 1, c.port + 2} }
 
@@ -144,6 +190,9 @@ func (c *Cluster) addNode() *Node {
 		state:  stateDead,
 	}
 	n.client = apiclient.New(n.HTTP)
+	if c.tlsConf != nil {
+		n.client = apiclient.NewTLS(n.HTTP, c.tlsConf)
+	}
 	n.client.Timeout = 3 * time.Second
 	n.client.Token = c.token
 	n.stale = n.client.WithHeader("X-Consistency", "stale")
@@ -202,6 +251,9 @@ func (c *Cluster) Start(n *Node) error {
 		"-raft-addr", n.Raft, "-gossip-addr", n.Gossip, "-bootstrap-expect", strconv.Itoa(c.expect)}
 	if j := c.joinList(n); j != "" {
 		args = append(args, "-join", j)
+	}
+	if c.config != "" {
+		args = append(args, "-config", c.config)
 	}
 	fmt.Fprintf(lf, "==== jepsen: start %s %s\n", c.bin, strings.Join(args, " "))
 	cmd := exec.Command(c.bin, args...)

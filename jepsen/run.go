@@ -34,6 +34,8 @@ type Config struct {
 	// Stale sends reads with X-Consistency: stale (the test of the test: the register
 	// checker must then find a violation under a partition that isolates the leader).
 	Stale bool
+	// TLS runs the cluster in its secure mode (see Cluster.UseTLS).
+	TLS bool
 	// Clients is the number of concurrent clients per workload (default 3).
 	Clients int
 	// CheckTimeout bounds each porcupine check (default 2 minutes); a timeout fails.
@@ -176,6 +178,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer c.Shutdown()
+	if cfg.TLS {
+		if err := c.UseTLS(); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
 	network, err := NewNet(c.Ports())
 	if err != nil {
 		return nil, err

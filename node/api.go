@@ -33,6 +33,9 @@ type MemberInfo struct {
 	GossipAddr string `json:"gossipAddr"`
 	// Gossip is "alive", "suspect", "dead" or "left".
 	Gossip string `json:"gossip"`
+	// Reason, for a member outside the raft configuration, says why it is not added: it
+	// has not proven the cluster's credentials yet, or how its proof failed.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Member is one row of /cluster/status: gossip's view joined with the raft configuration.

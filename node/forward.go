@@ -33,14 +33,40 @@ func newHTTPForwarder(n *Node) *httpForwarder {
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
 	}
-	if n.cfg.TLS.CertFile != "" {
-		// Peers present the cluster's own certificate, often self-signed with an IP SAN;
-		// the cluster key, not the certificate, is what proves membership.
+	if n.tls != nil {
+		// The dialer does the TLS handshake itself, verifying the peer's certificate against
+		// the cluster's CA (and presenting this node's as client certificate), so that a
+		// failed verification is known to have happened before the request was written;
+		// fasthttp takes a conn that has a Handshake method as TLS already.
 		f.scheme = "https://"
-		f.client.TLSConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec
+		plain := f.client.Dial
+		f.client.Dial = func(addr string) (net.Conn, error) {
+			c, err := plain(addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(c, n.tls.ClientConfig(addr))
+			_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+			if err := tc.Handshake(); err != nil {
+				_ = c.Close()
+				return nil, &tlsDialError{addr: addr, err: err}
+			}
+			_ = tc.SetDeadline(time.Time{})
+			return tc, nil
+		}
 	}
 	return f
 }
+
+// tlsDialError is a TLS handshake with another node that failed (its certificate is not
+// the cluster CA's, or it refused ours): nothing was sent.
+type tlsDialError struct {
+	addr string
+	err  error
+}
+
+func (e *tlsDialError) Error() string { return fmt.Sprintf("TLS with %s: %v", e.addr, e.err) }
+func (e *tlsDialError) Unwrap() error { return e.err }
 
 func (f *httpForwarder) httpAddrOf(id string) (string, bool) {
 	for _, m := range f.n.memberList() {
@@ -70,7 +96,7 @@ func (f *httpForwarder) forward(ctx context.Context, leaderID, path string, body
 	}
 	if err := f.client.DoDeadline(req, resp, deadline); err != nil {
 		if isDialError(err) {
-			return nil, fmt.Errorf("forward to %s: %v: %w", addr, err, ErrNotSent)
+			return nil, fmt.Errorf("forward to %s: %w: %w", addr, err, ErrNotSent)
 		}
 		return nil, fmt.Errorf("forward to %s: %w", addr, err)
 	}
@@ -84,6 +110,10 @@ func (f *httpForwarder) forward(ctx context.Context, leaderID, path string, body
 // isDialError reports errors that happen before a request is written.
 func isDialError(err error) bool {
 	if errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, fasthttp.ErrNoFreeConns) {
+		return true
+	}
+	var te *tlsDialError
+	if errors.As(err, &te) {
 		return true
 	}
 	var op *net.OpError

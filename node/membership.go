@@ -213,7 +213,7 @@ func (n *Node) Status() Status {
 		id := string(s.ID)
 		seen[id] = true
 		m := Member{MemberInfo: gossip[id], Role: RoleVoter}
-		m.NodeID, m.RaftAddr = id, string(s.Address)
+		m.NodeID, m.RaftAddr, m.Reason = id, string(s.Address), ""
 		if m.Gossip == "" {
 			m.Gossip = "dead" // configured, never seen by gossip: not reachable
 		}
@@ -234,6 +234,11 @@ func (n *Node) Status() Status {
 	var wg sync.WaitGroup
 	for i := range st.Members {
 		m := &st.Members[i]
+		if m.Role == RoleNone {
+			// Internal calls carry the cluster key: never to a member the cluster has
+			// not taken in (it may be a stranger).
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

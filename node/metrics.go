@@ -112,6 +112,14 @@ func (n *Node) Register(reg prometheus.Registerer) {
 		gauge("imnode_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 {
 			return float64(n.raft.State())
 		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "imnode_raft_connections_refused_total",
+			Help: "Connections to the raft port closed because they failed the peer handshake (wrong cluster key or certificate, or not imnode)."},
+			func() float64 {
+				if n.stream == nil {
+					return 0
+				}
+				return float64(n.stream.refused.Load())
+			}),
 		gauge("imnode_raft_term", "Current raft term.", func() float64 { return float64(n.raft.CurrentTerm()) }),
 		gauge("imnode_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.CommitIndex()) }),
 		gauge("imnode_raft_last_index", "Last raft log index.", func() float64 { return float64(n.raft.LastIndex()) }),

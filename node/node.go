@@ -24,6 +24,7 @@ import (
 
 	"github.com/imnode/imnode/config"
 	"github.com/imnode/imnode/fsm"
+	"github.com/imnode/imnode/internal/pki"
 )
 
 // ForwardFunc sends an internal call to the node with ID leaderID and returns the reply
@@ -44,6 +45,12 @@ type Options struct {
 	Forward ForwardFunc
 	// InmemStores keeps the raft log and snapshots in memory (tests only).
 	InmemStores bool
+	// TLS, if set, is the node's certificate material: raft connections are mutual TLS and
+	// forwarding verifies the peer's certificate.
+	TLS *pki.Store
+	// Prove replaces the check that a member holds the cluster's credentials (tests on the
+	// in-memory transport; see ProveMember).
+	Prove func(id, raftAddr string) error
 }
 
 // Node is one raft server with its FSM.
@@ -54,6 +61,9 @@ type Node struct {
 	log    *slog.Logger
 	raft   *raft.Raft
 	trans  raft.Transport
+	stream *authStream // nil with an injected transport
+	prove  func(id, raftAddr string) error
+	tls    *pki.Store
 	closer []io.Closer
 	logs   raft.LogStore
 
@@ -83,7 +93,7 @@ type memberHolder struct{ src MemberSource }
 func New(o Options) (*Node, error) {
 	cfg := o.Config
 	n := &Node{cfg: cfg, id: cfg.NodeID, fsm: o.FSM, log: o.Logger, forward: o.Forward, stop: make(chan struct{}),
-		removed: map[string]time.Time{}}
+		removed: map[string]time.Time{}, prove: o.Prove, tls: o.TLS}
 	if n.log == nil {
 		n.log = slog.Default()
 	}
@@ -150,11 +160,12 @@ func New(o Options) (*Node, error) {
 
 	n.trans = o.Transport
 	if n.trans == nil {
-		stream, err := newBoundStream(cfg.RaftAddr)
+		stream, err := newAuthStream(cfg.RaftAddr, newPeerAuth(cfg.ClusterKey, cfg.NodeID, o.TLS), n.log)
 		if err != nil {
 			n.closeStores()
 			return nil, err
 		}
+		n.stream = stream
 		n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Stream: stream, MaxPool: 5, Timeout: 10 * time.Second, Logger: rc.Logger.Named("transport"),
 		})
@@ -182,6 +193,22 @@ func New(o Options) (*Node, error) {
 	n.wg.Add(1)
 	go n.leaderDuties()
 	return n, nil
+}
+
+// ProveMember checks that member id, at raftAddr, holds the cluster's credentials: its raft
+// port answers the cluster-key handshake (after mutual TLS when configured) as node id. The
+// leader adds a gossip member to the raft configuration only once this succeeds, so a
+// stranger that joins gossip never receives a raft RPC. With an injected in-memory
+// transport (tests) every member is in-process and this checks nothing unless
+// Options.Prove is set.
+func (n *Node) ProveMember(id, raftAddr string) error {
+	switch {
+	case n.prove != nil:
+		return n.prove(id, raftAddr)
+	case n.stream == nil:
+		return nil
+	}
+	return n.stream.prove(raftAddr, id, 2*time.Second)
 }
 
 func raftLogLevel(l string) string {

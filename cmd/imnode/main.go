@@ -24,6 +24,7 @@ import (
 	"github.com/imnode/imnode/config"
 	"github.com/imnode/imnode/fsm"
 	"github.com/imnode/imnode/httpapi"
+	"github.com/imnode/imnode/internal/pki"
 	"github.com/imnode/imnode/node"
 )
 
@@ -87,7 +88,12 @@ func run(cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer f.Close()
-	n, err := node.New(node.Options{Config: cfg, FSM: f, Logger: logger})
+	certs, stopCerts, err := loadCerts(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopCerts()
+	n, err := node.New(node.Options{Config: cfg, FSM: f, Logger: logger, TLS: certs})
 	if err != nil {
 		return err
 	}
@@ -98,6 +104,9 @@ func run(cfg config.Config, logger *slog.Logger) error {
 	}
 	defer cl.Shutdown()
 	api := httpapi.New(cfg, n, logger)
+	if certs != nil {
+		api.SetTLS(certs)
+	}
 	n.Register(api.Registry())
 	cl.Register(api.Registry())
 	startGateway(cfg, gw, f, n, api, logger)
@@ -132,6 +141,48 @@ func run(cfg config.Config, logger *slog.Logger) error {
 		leaveCluster(n, cl, logger)
 	}
 	return nil
+}
+
+// loadCerts loads the node's TLS material when TLS is configured and reloads it on SIGHUP
+// and when a file changes (checked every 5 s); the returned func stops that.
+func loadCerts(cfg config.Config, logger *slog.Logger) (*pki.Store, func(), error) {
+	if !cfg.TLS.Enabled() {
+		return nil, func() {}, nil
+	}
+	st, err := pki.Load(pki.Files{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile,
+		CAFile: cfg.TLS.CAFile, ServerName: cfg.TLS.ServerName}, logger)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls: %w", err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	stop := make(chan struct{})
+	done := make(chan struct{}, 2)
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-hup:
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		st.Watch(stop, reload, 5*time.Second)
+	}()
+	return st, func() {
+		signal.Stop(hup)
+		close(stop)
+		<-done
+		<-done
+	}, nil
 }
 
 // leaveCluster removes this node from the raft configuration (through the leader, after

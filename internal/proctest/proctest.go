@@ -5,6 +5,7 @@
 package proctest
 
 import (
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -114,7 +115,9 @@ type Proc struct {
 	Raft    string
 	Gossip  string
 	// Args are passed on every start, after the address flags.
-	Args    []string
+	Args []string
+	// TLS, when set, makes Client speak HTTPS and verify the node with it.
+	TLS     *tls.Config
 	Cmd     *exec.Cmd
 	logPath string
 }
@@ -180,7 +183,12 @@ func (p *Proc) Tail() string {
 }
 
 // Client returns an API client of the node, without a token.
-func (p *Proc) Client() *apiclient.Client { return apiclient.New(p.HTTP) }
+func (p *Proc) Client() *apiclient.Client {
+	if p.TLS != nil {
+		return apiclient.NewTLS(p.HTTP, p.TLS)
+	}
+	return apiclient.New(p.HTTP)
+}
 
 // AdminClient returns an API client with an administrator's token.
 func (p *Proc) AdminClient() *apiclient.Client {

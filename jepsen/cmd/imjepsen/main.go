@@ -27,6 +27,7 @@ func main() {
 	flag.StringVar(&workloads, "workloads", "register,set,msglog", "comma-separated workloads")
 	flag.StringVar(&cfg.OutDir, "out", "jepsen/runs", "directory for the run's report directory")
 	flag.BoolVar(&cfg.Stale, "stale", false, "send reads with X-Consistency: stale (the test of the test: expect a register violation)")
+	flag.BoolVar(&cfg.TLS, "tls", false, "run the nodes with mutual TLS, verified forwarding, HTTPS and a gossip key (test certificates made for the run)")
 	flag.IntVar(&cfg.Clients, "clients", 3, "concurrent clients per workload")
 	flag.DurationVar(&cfg.CheckTimeout, "check-timeout", 2*time.Minute, "porcupine timeout per checker (a timeout fails)")
 	flag.Parse()
