@@ -30,9 +30,9 @@ type world struct {
 	t         *testing.T
 	maxVoters int // 0: the default
 	// refuse lists members whose credentials check fails (node.Options.Prove).
-	refuse map[string]bool
-	members   []*member
-	gossip    []string
+	refuse  map[string]bool
+	members []*member
+	gossip  []string
 }
 
 // forward delivers internal calls straight to the target node (there is no HTTP server).

@@ -2,9 +2,9 @@ package pki
 
 import (
 	"bytes"
-	"errors"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
