@@ -16,8 +16,16 @@ WORKLOAD  ?= send_single,send_group,read_user
 BENCH_NODES ?= 127.0.0.1:10002,127.0.0.1:10012,127.0.0.1:10022
 # optional config file for every node of `make cluster` (e.g. CONFIG=bench.yaml with pprof: true)
 CONFIG    ?=
+# how `make cluster` checks readiness (make cluster-tls sets https and the test CA)
+SCHEME    ?= http
+CURL_OPTS ?=
+# the secure mode of `make cluster-tls`: test certificates and its config under TLS_CLUSTER
+TLS_CLUSTER := data/cluster-tls
+TLS_CERTS   := $(TLS_CLUSTER)/certs
+# `make jepsen TLS=1` runs the nodes in the secure mode
+TLS       ?=
 
-.PHONY: all build run cluster cluster-stop cluster-clean test test-unit test-blackbox jepsen bench lint fmt clean
+.PHONY: all build run cluster cluster-stop cluster-clean cluster-tls cluster-tls-stop cluster-tls-clean test test-unit test-blackbox jepsen bench lint fmt clean
 
 all: build
 
@@ -26,6 +34,7 @@ build:
 	$(GO) build -o $(BIN)/imbench ./cmd/imbench
 	$(GO) build -o $(BIN)/imjepsen ./jepsen/cmd/imjepsen
 	$(GO) build -o $(BIN)/imws ./cmd/imws
+	$(GO) build -o $(BIN)/imcert ./cmd/imcert
 
 # One node on the embedded defaults (HTTP 127.0.0.1:10002, data in data/node1). Ctrl-C stops it.
 run: build
@@ -45,8 +54,8 @@ cluster: build
 	done
 	@for t in $$(seq 1 150); do \
 	  for p in 10002 10012 10022; do \
-	    curl -sf -o /dev/null http://127.0.0.1:$$p/readyz || { sleep 0.2; continue 2; }; \
-	  done; echo "cluster ready: http://127.0.0.1:10002 http://127.0.0.1:10012 http://127.0.0.1:10022"; exit 0; \
+	    curl -sf $(CURL_OPTS) -o /dev/null $(SCHEME)://127.0.0.1:$$p/readyz || { sleep 0.2; continue 2; }; \
+	  done; echo "cluster ready: $(SCHEME)://127.0.0.1:10002 $(SCHEME)://127.0.0.1:10012 $(SCHEME)://127.0.0.1:10022"; exit 0; \
 	done; echo "cluster not ready after 30 s; see $(CLUSTER)/node*.log"; exit 1
 
 # Stops the three nodes without leaving the cluster (SIGINT), so `make cluster` restarts it as it was.
@@ -61,6 +70,24 @@ cluster-stop:
 cluster-clean: cluster-stop
 	rm -rf $(CLUSTER)
 
+# The same three nodes in the secure mode: a test CA and a node certificate for 127.0.0.1
+# (bin/imcert, kept in data/cluster-tls/certs), mutual TLS on raft, HTTPS on the API,
+# verified forwarding and a random gossip key. Same ports as `make cluster`: stop one first.
+cluster-tls: build
+	@$(BIN)/imcert -dir $(TLS_CERTS) -hosts 127.0.0.1,localhost -nodes node >/dev/null
+	@test -f $(TLS_CLUSTER)/imnode.yaml || printf 'gossipKey: "%s"\ntls:\n  certFile: %s\n  keyFile: %s\n  caFile: %s\n' \
+	  "$$(head -c 32 /dev/urandom | base64)" $(CURDIR)/$(TLS_CERTS)/node.pem $(CURDIR)/$(TLS_CERTS)/node-key.pem \
+	  $(CURDIR)/$(TLS_CERTS)/ca.pem > $(TLS_CLUSTER)/imnode.yaml
+	@$(MAKE) --no-print-directory cluster CLUSTER=$(TLS_CLUSTER) CONFIG=$(TLS_CLUSTER)/imnode.yaml \
+	  SCHEME=https CURL_OPTS="--cacert $(TLS_CERTS)/ca.pem"
+	@echo "CA for clients: $(TLS_CERTS)/ca.pem (curl --cacert $(TLS_CERTS)/ca.pem https://127.0.0.1:10002/readyz)"
+
+cluster-tls-stop:
+	@$(MAKE) --no-print-directory cluster-stop CLUSTER=$(TLS_CLUSTER)
+
+cluster-tls-clean: cluster-tls-stop
+	rm -rf $(TLS_CLUSTER)
+
 # The whole suite: vet, unit and in-process cluster tests, black-box tests against real
 # processes and a short fault-injection run, all with -race.
 test: build
@@ -71,7 +98,7 @@ test-unit:
 	$(GO) test -race -count=1 -short $(PKGS)
 
 jepsen: build
-	$(BIN)/imjepsen -bin $(BIN)/imnode -nodes $(NODES_N) -duration $(DURATION) -seed $(SEED) -faults $(FAULTS)
+	$(BIN)/imjepsen -bin $(BIN)/imnode -nodes $(NODES_N) -duration $(DURATION) -seed $(SEED) -faults $(FAULTS) $(if $(TLS),-tls)
 
 bench: build
 	$(BIN)/imbench -nodes $(BENCH_NODES) -workload $(WORKLOAD) -c $(C) -d $(D) -msg-bytes 300 -convs 1000 \

@@ -156,9 +156,11 @@ func runHTTP(e *env) (*Result, error) {
 			NoDefaultUserAgentHeader:      true,
 			DisableHeaderNamesNormalizing: true,
 			Dial:                          e.dial,
+			IsTLS:                         o.tlsConf != nil,
+			TLSConfig:                     o.tlsConf,
 		}
 		for k := range kindPaths {
-			uris[i][k] = "http://" + n + kindPaths[k]
+			uris[i][k] = o.scheme() + n + kindPaths[k]
 		}
 	}
 	rec := newRecorder(len(o.nodes))

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/imnode/imnode/apiclient"
 )
 
 // Hard caps: whatever the flags say, one invocation stays bounded.
@@ -55,7 +59,25 @@ type options struct {
 	targets     bool
 	serverPprof string
 	cpuProfile  string
+	caCert      string
+	tlsConf     *tls.Config // set from caCert: the nodes serve HTTPS
 	args        []string
+}
+
+// client is an API client of node addr, over HTTPS when -cacert is given.
+func (o *options) client(addr string) *apiclient.Client {
+	if o.tlsConf != nil {
+		return apiclient.NewTLS(addr, o.tlsConf)
+	}
+	return apiclient.New(addr)
+}
+
+// scheme is the nodes' URL scheme.
+func (o *options) scheme() string {
+	if o.tlsConf != nil {
+		return "https://"
+	}
+	return "http://"
 }
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
@@ -87,8 +109,20 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.targets, "targets", false, "check the runs against the performance targets (make bench)")
 	fs.StringVar(&o.serverPprof, "server-pprof", "", "directory: fetch a CPU profile of every node over each run from /debug/pprof")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write imbench's own CPU profile to this file")
+	fs.StringVar(&o.caCert, "cacert", "", "PEM CA file: the nodes serve HTTPS with certificates it signed (make cluster-tls)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.caCert != "" {
+		b, err := os.ReadFile(o.caCert)
+		if err != nil {
+			return nil, fmt.Errorf("-cacert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("-cacert %s holds no PEM certificate", o.caCert)
+		}
+		o.tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -212,7 +246,7 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	token, err := adminToken(o.nodes, o.secret, o.admin, o.timeout)
+	token, err := adminToken(o)
 	if err != nil {
 		return err
 	}

@@ -126,11 +126,12 @@ func (s *setupClient) post(route string, body any, ok ...int) (*apiclient.Respon
 }
 
 // adminToken registers the admin (1102 on every later run) and returns its token.
-func adminToken(nodes []string, secret, admin string, timeout time.Duration) (string, error) {
+func adminToken(o *options) (string, error) {
+	secret, admin := o.secret, o.admin
 	var errs []error
-	for _, n := range nodes {
-		c := apiclient.New(n)
-		c.Timeout = timeout
+	for _, n := range o.nodes {
+		c := o.client(n)
+		c.Timeout = o.timeout
 		r, err := c.Post("auth/user_register", map[string]any{"secret": secret, "platform": 1, "uid": admin, "name": admin})
 		if err == nil && r.ErrCode != codeOK && r.ErrCode != codeRegisteredAlready {
 			err = fmt.Errorf("register admin %s: errCode %d %s", admin, r.ErrCode, r.ErrMsg)
@@ -209,7 +210,7 @@ func (s *setupClient) writeMarker(o *options, groups map[int]*benchGroup) error 
 func setup(o *options, f *fixture, token string, log io.Writer) error {
 	s := &setupClient{secret: o.secret}
 	for _, n := range o.nodes {
-		c := apiclient.New(n).WithToken(token)
+		c := o.client(n).WithToken(token)
 		c.Timeout = o.timeout
 		s.clients = append(s.clients, c)
 	}
