@@ -162,7 +162,8 @@
 // saved as the content.
 //
 // /internal/* (any method) is for other nodes: header X-Cluster-Key must equal clusterKey
-// (constant-time), else HTTP 403, a warning with the remote address, and nothing else.
+// (constant-time), and with TLS the caller must present a client certificate that the
+// cluster's CA signed; else HTTP 403, a warning with the remote address, and nothing else.
 // Its body limit is twice the client limit plus 64 KiB, because a forwarded command
 // carries a client body plus the generated IDs.
 //
