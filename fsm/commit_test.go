@@ -199,10 +199,13 @@ func TestGroupCommitSnapshotHoldsTheOpenGroup(t *testing.T) {
 	if err := snap.Persist(sink); err != nil {
 		t.Fatalf("persist: %v", err)
 	}
+	if ref, ok := ParseSnapshotRef(sink.Bytes()); !ok || ref != h.index {
+		t.Fatalf("snapshot refers to %d (%v), want %d", ref, ok, h.index)
+	}
 	g := newHarness(t)
-	mustRestore(t, g.f, sink.Bytes())
+	mustRestore(t, g.f, mustState(t, h.f))
 	if got := g.pull(SingleConversationID("a", "b")); len(got) != 2 {
-		t.Fatalf("restored snapshot has %d messages, want 2", len(got))
+		t.Fatalf("restored state has %d messages, want 2", len(got))
 	}
 }
 

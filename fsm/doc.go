@@ -59,11 +59,16 @@
 //
 // # Snapshots
 //
-// Snapshot opens a read transaction and Persist streams it with tx.WriteTo: a consistent
-// copy of the file taken while Apply goes on. Restore writes the stream to a temporary file,
-// syncs it, checks that it opens, closes the database and renames the copy over it, then
-// reopens it; reads hold a read lock on the database handle, so they see the old state or
-// the new one, never a closed file. bbolt must remap when the file outgrows its mmap, and a
-// remap waits for open read transactions, so a write could stall behind a long Persist; the
-// file is opened with 1 GiB of address space reserved so that this is rare.
+// Snapshot returns a reference: Persist writes the applied index behind a magic header, not
+// the state, since the file is durable and already holds it (the open group is committed
+// first). OpenState is the copy: a read transaction whose WriteTo streams a consistent bbolt
+// file while Apply goes on; node's snapshot store sends it when raft sends a reference to a
+// follower, and backups use it. Restore of a state file writes the stream to a temporary
+// file, syncs it, checks that it opens, closes the database and renames the copy over it,
+// then reopens it; reads hold a read lock on the database handle, so they see the old state
+// or the new one, never a closed file. Restore of a reference only checks that the file
+// covers it (ErrStateBehindSnapshot if not). bbolt must remap when the file outgrows its
+// mmap, and a remap waits for open read transactions, so a write could stall behind a long
+// stream to a follower; the file is opened with 1 GiB of address space reserved so that this
+// is rare.
 package fsm

@@ -143,7 +143,7 @@ func TestIdempotencyIndexRebuilt(t *testing.T) {
 	h.register("a", "b")
 	key := idemKey("op")
 	first := h.applyKey(CmdSendMessage, key, &SendMessage{MsgID: "m", SendID: "a", RecvID: "b", SessionType: SessionSingle})
-	data := mustSnapshot(t, h.f)
+	data := mustState(t, h.f)
 	if err := h.f.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}

@@ -11,18 +11,78 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
 )
 
-// Snapshot returns a snapshot of the current state (raft.FSM).
+// A raft snapshot of this FSM is a reference, not a copy: fsm.db is durable and records
+// the index it has applied, so the snapshot need only say "the state file, as of at least
+// this index". Taking one costs the same at a thousand messages as at ten million, and
+// raft's snapshot store holds a few dozen bytes per snapshot instead of the whole state.
+// When raft must send the state to a follower (a new or wiped node, or one too far behind
+// the log), node's snapshot store opens the reference as a consistent read transaction of
+// fsm.db (OpenState) and streams that; the follower's FSM then skips every entry up to the
+// index the stream holds.
+var snapshotRefMagic = []byte("imnode-fsm-ref\x00\x01")
+
+// SnapshotRefLen is the length of a reference snapshot: the magic and the applied index.
+var SnapshotRefLen = len(snapshotRefMagic) + 8
+
+// ParseSnapshotRef reports whether b is a reference snapshot and, if so, the FSM's applied
+// index when it was taken: the state file must hold at least that index to stand for it.
+func ParseSnapshotRef(b []byte) (applied uint64, ok bool) {
+	if len(b) != SnapshotRefLen || !bytes.Equal(b[:len(snapshotRefMagic)], snapshotRefMagic) {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[len(snapshotRefMagic):]), true
+}
+
+func snapshotRef(applied uint64) []byte {
+	b := append([]byte(nil), snapshotRefMagic...)
+	return binary.BigEndian.AppendUint64(b, applied)
+}
+
+// Snapshot returns a reference snapshot of the current state (raft.FSM).
 //
-// It only opens a read transaction, which is cheap and pins a consistent view of the file;
-// Persist copies that view while Apply goes on. The open group is committed first: raft
-// may drop the log up to this snapshot's index, so the file must hold all of it.
+// The open group is committed first: raft may drop the log up to this snapshot's index, so
+// the file must hold all of it before the reference says it does. The index recorded is
+// the FSM's own, which may trail raft's snapshot index by entries that never reach the FSM
+// (no-ops, configuration changes); they change no state.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.Flush()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return nil, ErrClosed
+	}
+	return refSnapshot(f.AppliedIndex()), nil
+}
+
+type refSnapshot uint64
+
+// Persist writes the reference.
+func (s refSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(snapshotRef(uint64(s))); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// Release has nothing to release.
+func (refSnapshot) Release() {}
+
+// State is a consistent, read-only view of the whole state file, for sending it to a
+// follower and for backups. Writes go on while it is open; Close it when done, since an
+// open view keeps the pages it sees from being reused and Restore waits for it.
+type State struct {
+	tx      *bolt.Tx
+	applied uint64
+}
+
+// OpenState commits the open group and opens a view of the state file as of now.
+func (f *FSM) OpenState() (*State, error) {
 	f.Flush()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -31,55 +91,47 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	}
 	tx, err := f.db.Begin(false)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %w", err)
+		return nil, fmt.Errorf("open state: %w", err)
 	}
-	return &snapshot{tx: tx}, nil
+	var applied uint64
+	if v := tx.Bucket(bktMeta).Get(keyApplied); len(v) == 8 {
+		applied = binary.BigEndian.Uint64(v)
+	}
+	return &State{tx: tx, applied: applied}, nil
 }
 
-type snapshot struct {
-	mu sync.Mutex
-	tx *bolt.Tx // nil once persisted or released
-}
+// Applied is the last index the view holds.
+func (s *State) Applied() uint64 { return s.applied }
 
-// Persist streams the whole bbolt file as of the snapshot into sink.
-func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tx == nil {
-		_ = sink.Cancel()
-		return errors.New("snapshot already released")
-	}
-	_, err := s.tx.WriteTo(sink)
-	_ = s.tx.Rollback()
-	s.tx = nil
-	if err != nil {
-		_ = sink.Cancel()
-		return fmt.Errorf("persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
+// Size is the number of bytes WriteTo writes.
+func (s *State) Size() int64 { return s.tx.Size() }
 
-// Release ends the read transaction if Persist did not.
-func (s *snapshot) Release() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tx != nil {
-		_ = s.tx.Rollback()
-		s.tx = nil
-	}
-}
+// WriteTo writes the view as a bbolt file, which Restore accepts.
+func (s *State) WriteTo(w io.Writer) (int64, error) { return s.tx.WriteTo(w) }
+
+// Close ends the view.
+func (s *State) Close() error { return s.tx.Rollback() }
 
 func restoreTempPath(path string) string { return path + ".restore" }
 
-// Restore replaces the state with a snapshot (raft.FSM).
+// Restore replaces the state with a snapshot (raft.FSM): a state file that a leader
+// streamed (see OpenState), or a reference, which the file must already cover.
 //
 // The stream is written to a file beside the database and synced, checked to open as a
 // bbolt file, and only then renamed over the database, so a crash at any point leaves
 // either the old file or the new one. Reads wait for the swap and then see the new state.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	head := make([]byte, SnapshotRefLen)
+	n, err := io.ReadFull(rc, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if ref, ok := ParseSnapshotRef(head[:n]); ok {
+		return f.restoreRef(ref)
+	}
 	tmp := restoreTempPath(f.path)
-	if err := writeSynced(tmp, rc); err != nil {
+	if err := writeSynced(tmp, io.MultiReader(bytes.NewReader(head[:n]), rc)); err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("restore: %w", err)
 	}
@@ -108,6 +160,20 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		_ = d.Close()
 	}
 	return f.reopen(nil)
+}
+
+// ErrStateBehindSnapshot is Restore's answer to a reference snapshot that this FSM's file
+// does not cover: the file was lost or replaced by an older one, and a reference carries
+// no state to restore from. The node must get the state from the leader (DESIGN.md).
+var ErrStateBehindSnapshot = errors.New("fsm.db is behind the snapshot, which refers to it: the state is lost")
+
+// restoreRef restores a reference snapshot: there is nothing to copy, only to check that
+// the file holds what the reference stands for.
+func (f *FSM) restoreRef(ref uint64) error {
+	if applied := f.AppliedIndex(); applied < ref {
+		return fmt.Errorf("restore: %w (fsm.db applied %d, snapshot refers to %d)", ErrStateBehindSnapshot, applied, ref)
+	}
+	return nil
 }
 
 // reopen opens f.path again (the restored file, or the old one after a failed rename) and

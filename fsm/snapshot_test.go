@@ -2,9 +2,11 @@ package fsm
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
@@ -21,6 +23,7 @@ func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Close() error  { s.closed = true; return nil }
 func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 
+// mustSnapshot persists a raft snapshot of f (a reference) and returns its bytes.
 func mustSnapshot(t *testing.T, f *FSM) []byte {
 	t.Helper()
 	snap, err := f.Snapshot()
@@ -36,6 +39,25 @@ func mustSnapshot(t *testing.T, f *FSM) []byte {
 		t.Fatalf("sink: got closed=%v cancelled=%v, want closed", sink.closed, sink.cancelled)
 	}
 	return sink.Bytes()
+}
+
+// mustState returns the state file as a leader streams it to a follower (OpenState).
+func mustState(t *testing.T, f *FSM) []byte {
+	t.Helper()
+	st, err := f.OpenState()
+	if err != nil {
+		t.Fatalf("open state: %v", err)
+	}
+	defer st.Close()
+	var b bytes.Buffer
+	n, err := st.WriteTo(&b)
+	if err != nil {
+		t.Fatalf("write state: %v", err)
+	}
+	if n != st.Size() || int64(b.Len()) != st.Size() {
+		t.Fatalf("state: wrote %d bytes (buffer %d), Size says %d", n, b.Len(), st.Size())
+	}
+	return b.Bytes()
 }
 
 func mustRestore(t *testing.T, f *FSM, data []byte) {
@@ -93,10 +115,10 @@ func reads(t *testing.T, f *FSM) map[string]interface{} {
 	return out
 }
 
-func TestSnapshotRestoreIntoFreshFSM(t *testing.T) {
+func TestStateRestoresIntoFreshFSM(t *testing.T) {
 	h := newHarness(t)
 	populate(h)
-	data := mustSnapshot(t, h.f)
+	data := mustState(t, h.f)
 
 	fresh := mustOpen(t, filepath.Join(t.TempDir(), "fsm.db"), Options{})
 	mustRestore(t, fresh, data)
@@ -133,7 +155,7 @@ func mustDigest(t *testing.T, f *FSM) string {
 func TestRestoreReplacesState(t *testing.T) {
 	src := newHarness(t)
 	src.register("only")
-	data := mustSnapshot(t, src.f)
+	data := mustState(t, src.f)
 
 	h := newHarness(t)
 	populate(h)
@@ -170,49 +192,94 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 	}
 }
 
-func TestSnapshotIsPointInTime(t *testing.T) {
+func TestStateIsPointInTime(t *testing.T) {
 	h := newHarness(t)
 	h.register("a")
-	snap, err := h.f.Snapshot()
+	st, err := h.f.OpenState()
 	if err != nil {
-		t.Fatalf("snapshot: %v", err)
+		t.Fatalf("open state: %v", err)
 	}
-	want := h.digest()
-	h.register("b") // Apply goes on while the snapshot is open
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatalf("persist: %v", err)
+	want, wantApplied := h.digest(), h.f.AppliedIndex()
+	h.register("b") // Apply goes on while the view is open
+	var buf bytes.Buffer
+	if _, err := st.WriteTo(&buf); err != nil {
+		t.Fatalf("write state: %v", err)
 	}
-	snap.Release()
+	if st.Applied() != wantApplied {
+		t.Fatalf("state applied: got %d, want %d", st.Applied(), wantApplied)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("close state: %v", err)
+	}
 	fresh := mustOpen(t, filepath.Join(t.TempDir(), "fsm.db"), Options{})
-	mustRestore(t, fresh, sink.Bytes())
+	mustRestore(t, fresh, buf.Bytes())
 	if got := mustDigest(t, fresh); got != want {
-		t.Fatalf("digest: got %s, want the state at Snapshot() %s", got, want)
+		t.Fatalf("digest: got %s, want the state at OpenState() %s", got, want)
+	}
+	if fresh.AppliedIndex() != wantApplied {
+		t.Fatalf("restored applied: got %d, want %d", fresh.AppliedIndex(), wantApplied)
 	}
 }
 
-func TestReleaseWithoutPersist(t *testing.T) {
+// A raft snapshot costs the same whatever the state's size: it is a reference to the file.
+func TestSnapshotIsAReferenceOfConstantSize(t *testing.T) {
 	h := newHarness(t)
-	snap, err := h.f.Snapshot()
-	if err != nil {
-		t.Fatalf("snapshot: %v", err)
+	h.register("a", "b")
+	small := mustSnapshot(t, h.f)
+	for i := 0; i < 500; i++ {
+		h.send("a", "b", SessionSingle, strings.Repeat("x", 300))
 	}
-	snap.Release()
-	snap.Release()
-	sink := &memSink{}
-	if err := snap.Persist(sink); err == nil || !sink.cancelled {
-		t.Fatalf("persist after release: got %v cancelled=%v, want an error and a cancel", err, sink.cancelled)
+	big := mustSnapshot(t, h.f)
+	if len(small) != SnapshotRefLen || len(big) != SnapshotRefLen {
+		t.Fatalf("snapshot sizes %d and %d, want both %d", len(small), len(big), SnapshotRefLen)
 	}
-	// Close would block on a read transaction left open.
+	if got, ok := ParseSnapshotRef(big); !ok || got != h.f.AppliedIndex() {
+		t.Fatalf("ParseSnapshotRef: got %d %v, want %d true", got, ok, h.f.AppliedIndex())
+	}
+	if _, ok := ParseSnapshotRef(mustState(t, h.f)[:SnapshotRefLen]); ok {
+		t.Fatalf("the head of a state file parses as a reference")
+	}
+}
+
+func TestRestoreOfAReference(t *testing.T) {
+	h := newHarness(t)
+	populate(h)
+	ref := mustSnapshot(t, h.f)
+	before := h.digest()
+	// A file that covers the reference: nothing to do.
+	mustRestore(t, h.f, ref)
+	if h.digest() != before {
+		t.Fatalf("restoring its own reference changed the state")
+	}
+	// A file behind it (lost, or replaced by an older one) cannot be restored from it.
+	fresh := mustOpen(t, filepath.Join(t.TempDir(), "fsm.db"), Options{})
+	empty := mustDigest(t, fresh)
+	err := fresh.Restore(io.NopCloser(bytes.NewReader(ref)))
+	if !errors.Is(err, ErrStateBehindSnapshot) {
+		t.Fatalf("restore of a reference ahead of the file: got %v, want ErrStateBehindSnapshot", err)
+	}
+	if mustDigest(t, fresh) != empty || fresh.AppliedIndex() != 0 {
+		t.Fatalf("a refused restore changed the state")
+	}
+}
+
+func TestOpenStateOnClosedFSM(t *testing.T) {
+	h := newHarness(t)
 	if err := h.f.Close(); err != nil {
-		t.Fatalf("close: %v", err)
+		t.Fatal(err)
+	}
+	if _, err := h.f.OpenState(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("OpenState after Close: got %v, want ErrClosed", err)
+	}
+	if _, err := h.f.Snapshot(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Snapshot after Close: got %v, want ErrClosed", err)
 	}
 }
 
 func TestReadsDuringRestore(t *testing.T) {
 	h := newHarness(t)
 	populate(h)
-	data := mustSnapshot(t, h.f)
+	data := mustState(t, h.f)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for i := 0; i < 2; i++ {

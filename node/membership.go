@@ -290,28 +290,12 @@ func (n *Node) Backup(w io.Writer) error {
 	if err := n.ConsistentRead(context.Background()); err != nil {
 		return err
 	}
-	snap, err := n.fsm.Snapshot()
+	st, err := n.fsm.OpenState()
 	if err != nil {
 		return err
 	}
-	defer snap.Release()
-	sink := &writerSink{w: w}
-	if err := snap.Persist(sink); err != nil {
-		return err
-	}
-	if sink.cancelled {
-		return errors.New("backup cancelled")
-	}
-	return nil
+	defer st.Close()
+	_, err = st.WriteTo(w)
+	return err
 }
 
-// writerSink adapts an io.Writer to raft.SnapshotSink for Backup.
-type writerSink struct {
-	w         io.Writer
-	cancelled bool
-}
-
-func (s *writerSink) Write(p []byte) (int, error) { return s.w.Write(p) }
-func (s *writerSink) Close() error                { return nil }
-func (s *writerSink) ID() string                  { return "backup" }
-func (s *writerSink) Cancel() error               { s.cancelled = true; return nil }

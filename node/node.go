@@ -153,7 +153,9 @@ func New(o Options) (*Node, error) {
 		snaps = fss
 	}
 	n.logs = logs
-	if err := n.catchUpFromSnapshot(snaps); err != nil {
+	states := &stateSnapshots{SnapshotStore: snaps, fsm: n.fsm}
+	snaps = states
+	if err := states.catchUp(); err != nil {
 		n.closeStores()
 		return nil, err
 	}
@@ -217,24 +219,6 @@ func raftLogLevel(l string) string {
 		return l
 	}
 	return "warn"
-}
-
-// catchUpFromSnapshot restores the newest snapshot into the FSM when the FSM file is behind
-// it (a lost or replaced fsm.db). Raft itself does not restore at start (see New).
-func (n *Node) catchUpFromSnapshot(snaps raft.SnapshotStore) error {
-	list, err := snaps.List()
-	if err != nil || len(list) == 0 {
-		return err
-	}
-	if list[0].Index <= n.fsm.AppliedIndex() {
-		return nil
-	}
-	_, rc, err := snaps.Open(list[0].ID)
-	if err != nil {
-		return fmt.Errorf("open snapshot %s: %w", list[0].ID, err)
-	}
-	n.log.Info("fsm behind the latest snapshot, restoring it", "fsmApplied", n.fsm.AppliedIndex(), "snapshot", list[0].Index)
-	return n.fsm.Restore(rc)
 }
 
 func (n *Node) closeStores() {

@@ -1,0 +1,116 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/imnode/imnode/fsm"
+)
+
+// stateSnapshots is the raft snapshot store. It keeps what raft gives it in the inner store,
+// which for the FSM's own snapshots is a reference of a few dozen bytes (see fsm.Snapshot),
+// and when raft opens a reference to send it to a follower it streams a consistent view of
+// fsm.db instead. A snapshot a leader sent to this node is a whole state file and is kept
+// and opened as it is.
+//
+// So a snapshot costs no more at ten million messages than at one, and the state is copied
+// only when a follower needs it. The view opened holds at least the reference's index; the
+// follower's FSM then skips the entries it already holds as raft replays them.
+type stateSnapshots struct {
+	raft.SnapshotStore
+	fsm *fsm.FSM
+}
+
+// Open opens a snapshot for raft: a reference as a stream of the current state, anything
+// else as stored.
+func (s *stateSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := s.SnapshotStore.Open(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	ref, head, isRef, err := readRef(rc)
+	if err != nil {
+		_ = rc.Close()
+		return nil, nil, fmt.Errorf("open snapshot %s: %w", id, err)
+	}
+	if !isRef {
+		return meta, struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(head), rc), rc}, nil
+	}
+	_ = rc.Close()
+	st, err := s.fsm.OpenState()
+	if err != nil {
+		return nil, nil, fmt.Errorf("open snapshot %s: %w", id, err)
+	}
+	if st.Applied() < ref {
+		_ = st.Close()
+		return nil, nil, fmt.Errorf("open snapshot %s: %w (fsm.db applied %d, snapshot refers to %d)",
+			id, fsm.ErrStateBehindSnapshot, st.Applied(), ref)
+	}
+	// raft sends meta.Size bytes and the follower checks it received exactly that many.
+	m := *meta
+	m.Size = st.Size()
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := st.WriteTo(pw)
+		_ = st.Close()
+		pw.CloseWithError(err)
+	}()
+	return &m, pr, nil
+}
+
+// readRef reads the head of a stored snapshot and reports whether it is a reference.
+func readRef(r io.Reader) (ref uint64, head []byte, isRef bool, err error) {
+	head = make([]byte, fsm.SnapshotRefLen)
+	n, err := io.ReadFull(r, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return 0, nil, false, err
+	}
+	head = head[:n]
+	ref, isRef = fsm.ParseSnapshotRef(head)
+	return ref, head, isRef, nil
+}
+
+// catchUp brings the FSM up to the newest snapshot when its file is behind it (a lost or
+// replaced fsm.db): raft itself does not restore at start (see New), and replays only the
+// entries after the snapshot. A stored state file is restored; a reference cannot be, since
+// it stands for the very file that is behind, so the node refuses to start and says how to
+// get the state back.
+func (s *stateSnapshots) catchUp() error {
+	list, err := s.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	newest := list[0]
+	applied := s.fsm.AppliedIndex()
+	if newest.Index <= applied {
+		return nil
+	}
+	_, rc, err := s.SnapshotStore.Open(newest.ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", newest.ID, err)
+	}
+	ref, head, isRef, err := readRef(rc)
+	if err != nil {
+		_ = rc.Close()
+		return fmt.Errorf("open snapshot %s: %w", newest.ID, err)
+	}
+	if isRef {
+		_ = rc.Close()
+		if ref <= applied {
+			return nil // only entries that never reach the FSM lie between
+		}
+		return fmt.Errorf("%w (fsm.db applied %d, snapshot %s refers to %d): remove this node's data dir and "+
+			"start it again with -join, and the leader sends it the state", fsm.ErrStateBehindSnapshot, applied, newest.ID, ref)
+	}
+	return s.fsm.Restore(struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), rc), rc})
+}

@@ -1,0 +1,217 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/imnode/imnode/fsm"
+)
+
+// snapNode is a node on file stores (raft.db, snapshots/, fsm.db in dir) over an in-memory
+// transport, keeping only a few log entries after a snapshot so that a node joining later
+// must be sent the state.
+type snapNode struct {
+	n   *Node
+	f   *fsm.FSM
+	dir string
+}
+
+func startSnapNode(t *testing.T, id, dir string, tr *raft.InmemTransport) (*snapNode, error) {
+	t.Helper()
+	cfg := testConfig(id)
+	cfg.DataDir = dir
+	cfg.Raft.TrailingLogs = 5
+	cfg.Raft.SnapshotThreshold = 1 << 30 // snapshots only when the test takes them
+	f, err := fsm.Open(filepath.Join(dir, "fsm.db"), fsm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Options{Config: cfg, FSM: f, Transport: tr})
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	sn := &snapNode{n: n, f: f, dir: dir}
+	t.Cleanup(sn.stop)
+	return sn, nil
+}
+
+func (sn *snapNode) stop() {
+	_ = sn.n.Shutdown()
+	_ = sn.f.Close()
+}
+
+// storedSnapshotSizes lists the size of each snapshot raft's file store holds in dir.
+func storedSnapshotSizes(t *testing.T, dir string) []int64 {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "snapshots", "*", "state.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64
+	for _, p := range files {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, fi.Size())
+	}
+	return sizes
+}
+
+func connectAll(trs []*raft.InmemTransport) {
+	for _, a := range trs {
+		for _, b := range trs {
+			if a != b {
+				a.Connect(b.LocalAddr(), b)
+			}
+		}
+	}
+}
+
+func waitDigest(t *testing.T, f *fsm.FSM, want string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got, err := f.Digest()
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("digest: got %s (%v), want %s", got, err, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A snapshot is a reference of a few bytes on every node, and a node that joins after the
+// log was compacted still gets the whole state: the leader streams fsm.db to it.
+func TestSnapshotsAreReferencesAndANewNodeGetsTheState(t *testing.T) {
+	var trs []*raft.InmemTransport
+	servers := map[string]string{}
+	for i := 1; i <= 4; i++ {
+		addr, tr := raft.NewInmemTransport(raft.ServerAddress(fmt.Sprintf("n%d", i)))
+		trs = append(trs, tr)
+		if i <= 3 {
+			servers[fmt.Sprintf("n%d", i)] = string(addr)
+		}
+	}
+	connectAll(trs)
+	var nodes []*snapNode
+	for i := 1; i <= 3; i++ {
+		sn, err := startSnapNode(t, fmt.Sprintf("n%d", i), t.TempDir(), trs[i-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, sn)
+	}
+	for _, sn := range nodes {
+		if err := sn.n.Bootstrap(servers); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader := waitLeader(t, nodes)
+	for i := 0; i < 200; i++ {
+		mustRegister(t, leader.n, fmt.Sprintf("u%03d", i), key(fmt.Sprintf("snap-%d", i)))
+	}
+	if err := leader.n.ConsistentRead(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want, err := leader.f.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sn := range nodes {
+		waitDigest(t, sn.f, want)
+		if err := sn.n.Raft().Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot on %s: %v", sn.n.ID(), err)
+		}
+		sizes := storedSnapshotSizes(t, sn.dir)
+		if len(sizes) != 1 || sizes[0] != int64(fsm.SnapshotRefLen) {
+			t.Fatalf("%s stores snapshots of %v bytes, want one of %d (a reference)", sn.n.ID(), sizes, fsm.SnapshotRefLen)
+		}
+	}
+	first, err := leader.n.logs.FirstIndex()
+	if err != nil || first <= 1 {
+		t.Fatalf("leader's log was not compacted: first index %d (%v)", first, err)
+	}
+
+	// n4 starts empty; the log it would need is gone, so raft sends it the snapshot.
+	n4, err := startSnapNode(t, "n4", t.TempDir(), trs[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.n.AddVoter("n4", string(trs[3].LocalAddr())); err != nil {
+		t.Fatal(err)
+	}
+	waitDigest(t, n4.f, want)
+	if sizes := storedSnapshotSizes(t, n4.dir); len(sizes) != 1 || sizes[0] <= int64(fsm.SnapshotRefLen) {
+		t.Fatalf("n4 stores snapshots of %v bytes, want the state file it was sent", sizes)
+	}
+	// And it goes on with the others from there.
+	mustRegister(t, leader.n, "after", key("snap-after"))
+	if err := leader.n.ConsistentRead(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want, _ = leader.f.Digest()
+	waitDigest(t, n4.f, want)
+}
+
+// A node whose fsm.db was lost, while its snapshot is a reference to that file, cannot
+// rebuild the state from its own disk: it refuses to start and says what to do, instead of
+// applying the rest of the log to an empty state.
+func TestLostStateFileBehindAReferenceRefusesToStart(t *testing.T) {
+	addr, tr := raft.NewInmemTransport("n1")
+	dir := t.TempDir()
+	sn, err := startSnapNode(t, "n1", dir, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.n.Bootstrap(map[string]string{"n1": string(addr)}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, []*snapNode{sn})
+	for i := 0; i < 20; i++ {
+		mustRegister(t, sn.n, fmt.Sprintf("u%d", i), key(fmt.Sprintf("lost-%d", i)))
+	}
+	if err := sn.n.Raft().Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	sn.stop()
+
+	// Restarted as it was, it starts.
+	again, err := startSnapNode(t, "n1", dir, tr)
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	again.stop()
+
+	if err := os.Remove(filepath.Join(dir, "fsm.db")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = startSnapNode(t, "n1", dir, tr)
+	if !errors.Is(err, fsm.ErrStateBehindSnapshot) {
+		t.Fatalf("start without fsm.db: got %v, want ErrStateBehindSnapshot", err)
+	}
+}
+
+func waitLeader(t *testing.T, nodes []*snapNode) *snapNode {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, sn := range nodes {
+			if sn.n.IsLeader() {
+				return sn
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no leader within 10 s")
+	return nil
+}
