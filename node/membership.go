@@ -298,4 +298,3 @@ func (n *Node) Backup(w io.Writer) error {
 	_, err = st.WriteTo(w)
 	return err
 }
-
