@@ -27,6 +27,16 @@ const (
 	CmdSendMessage      CommandType = 9
 	CmdPruneIdempotency CommandType = 10
 
+	CmdDeleteFriend          CommandType = 11
+	CmdRemoveBlacklist       CommandType = 12
+	CmdSetGroupInfo          CommandType = 13
+	CmdQuitGroup             CommandType = 14
+	CmdTransferGroup         CommandType = 15
+	CmdDismissGroup          CommandType = 16
+	CmdSetGroupMemberInfo    CommandType = 17
+	CmdMuteGroupMember       CommandType = 18
+	CmdCancelMuteGroupMember CommandType = 19
+
 	IgnoreUnknownFlag CommandType = 0x80
 )
 
@@ -52,6 +62,24 @@ func (t CommandType) String() string {
 		return "SendMessage"
 	case CmdPruneIdempotency:
 		return "PruneIdempotency"
+	case CmdDeleteFriend:
+		return "DeleteFriend"
+	case CmdRemoveBlacklist:
+		return "RemoveBlacklist"
+	case CmdSetGroupInfo:
+		return "SetGroupInfo"
+	case CmdQuitGroup:
+		return "QuitGroup"
+	case CmdTransferGroup:
+		return "TransferGroup"
+	case CmdDismissGroup:
+		return "DismissGroup"
+	case CmdSetGroupMemberInfo:
+		return "SetGroupMemberInfo"
+	case CmdMuteGroupMember:
+		return "MuteGroupMember"
+	case CmdCancelMuteGroupMember:
+		return "CancelMuteGroupMember"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }

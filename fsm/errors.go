@@ -27,6 +27,23 @@ var (
 	ErrConversationTaken = errors.New("this conversation ID already belongs to another pair of users (uids with '_' can collide)")
 	// ErrRecordNotFound: a referenced record that is neither a user nor a group.
 	ErrRecordNotFound = errors.New("record not found")
+	// ErrGroupDismissed: a send to, or a change of, a dismissed group.
+	ErrGroupDismissed = errors.New("the group is dismissed")
+	// ErrOwnerMustTransfer: the owner quits a group without transferring it first.
+	ErrOwnerMustTransfer = errors.New("the group owner must transfer the group before quitting")
+	// ErrMuted: a group send by a member muted until a later log time.
+	ErrMuted = errors.New("the sender is muted in this group")
+	// ErrNotFriend: ending a friendship that does not exist.
+	ErrNotFriend = errors.New("not a friend")
+	// ErrNotInBlacklist: unblocking a user who is not blocked.
+	ErrNotInBlacklist = errors.New("not in the blacklist")
+	// ErrOwnerUntouchable: muting the owner or changing the owner's role (transfer instead).
+	ErrOwnerUntouchable = errors.New("the group owner cannot be muted or have the role changed")
+	// ErrNotGroupOwner: a transfer whose old owner is not the group's owner.
+	ErrNotGroupOwner = errors.New("not the group owner")
+	// ErrNoGroupPermission: a member acts beyond their role (a member changes the profile,
+	// an admin mutes an admin, a non-owner dismisses).
+	ErrNoGroupPermission = errors.New("the user's group role does not allow this")
 )
 
 // domainErrors is a slice, not a map, so that ErrorName is deterministic even for an error
@@ -44,6 +61,14 @@ var domainErrors = []struct {
 	{"ConversationTaken", ErrConversationTaken},
 	{"Blocked", ErrBlocked},
 	{"RecordNotFound", ErrRecordNotFound},
+	{"GroupDismissed", ErrGroupDismissed},
+	{"OwnerMustTransfer", ErrOwnerMustTransfer},
+	{"Muted", ErrMuted},
+	{"NotFriend", ErrNotFriend},
+	{"NotInBlacklist", ErrNotInBlacklist},
+	{"OwnerUntouchable", ErrOwnerUntouchable},
+	{"NotGroupOwner", ErrNotGroupOwner},
+	{"NoGroupPermission", ErrNoGroupPermission},
 }
 
 // ErrorName returns the stable name of a domain error, or "" if err is not one.

@@ -347,6 +347,24 @@ func commandBody(t CommandType) interface{} {
 		return &SendMessage{}
 	case CmdPruneIdempotency:
 		return &PruneIdempotency{}
+	case CmdDeleteFriend:
+		return &DeleteFriend{}
+	case CmdRemoveBlacklist:
+		return &RemoveBlacklist{}
+	case CmdSetGroupInfo:
+		return &SetGroupInfo{}
+	case CmdQuitGroup:
+		return &QuitGroup{}
+	case CmdTransferGroup:
+		return &TransferGroup{}
+	case CmdDismissGroup:
+		return &DismissGroup{}
+	case CmdSetGroupMemberInfo:
+		return &SetGroupMemberInfo{}
+	case CmdMuteGroupMember:
+		return &MuteGroupMember{}
+	case CmdCancelMuteGroupMember:
+		return &CancelMuteGroupMember{}
 	}
 	return nil
 }
@@ -403,6 +421,24 @@ func (w *txn) dispatch(t CommandType, body []byte) (*Result, error) {
 		return w.sendMessage(c)
 	case *PruneIdempotency:
 		return w.pruneIdempotency(c)
+	case *DeleteFriend:
+		return w.deleteFriend(c)
+	case *RemoveBlacklist:
+		return w.removeBlacklist(c)
+	case *SetGroupInfo:
+		return w.setGroupInfo(c)
+	case *QuitGroup:
+		return w.quitGroup(c)
+	case *TransferGroup:
+		return w.transferGroup(c)
+	case *DismissGroup:
+		return w.dismissGroup(c)
+	case *SetGroupMemberInfo:
+		return w.setGroupMemberInfo(c)
+	case *MuteGroupMember:
+		return w.muteGroupMember(c)
+	case *CancelMuteGroupMember:
+		return w.cancelMuteGroupMember(c)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %s", t))
 }

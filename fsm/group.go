@@ -213,7 +213,7 @@ func (f *FSM) GroupMembers(groupID string) ([]GroupMember, error) {
 			if err := DecodeValue(v, &m); err != nil {
 				return err
 			}
-			out = append(out, GroupMember{GroupID: groupID, UID: string(k[len(p):]), Role: m.Role, JoinTime: m.JoinTime})
+			out = append(out, GroupMember{GroupID: groupID, UID: string(k[len(p):]), Role: m.Role, JoinTime: m.JoinTime, MuteEnd: m.MuteEnd})
 		}
 		return nil
 	})

@@ -42,11 +42,25 @@ func (w *txn) sendMessage(c *SendMessage) (*Result, error) {
 		if !w.userExists(c.SendID) {
 			return nil, ErrUserNotFound
 		}
-		if !has(w.groups, []byte(c.RecvID)) {
+		g, ok, err := w.getGroup(c.RecvID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			return nil, ErrGroupNotFound
 		}
-		if !has(w.members, pairKey(c.RecvID, c.SendID)) {
+		if g.Status == GroupDismissed {
+			return nil, ErrGroupDismissed
+		}
+		m, ok, err := w.getMember(c.RecvID, c.SendID)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			return nil, ErrNotGroupMember
+		}
+		if w.now < m.MuteEnd {
+			return nil, ErrMuted
 		}
 		conversationID = GroupConversationID(c.RecvID)
 	default:

@@ -154,6 +154,8 @@ func (w *txn) getGroup(groupID string) (Group, bool, error) {
 type memberRec struct {
 	Role     int32
 	JoinTime int64
+	// MuteEnd: the member may not send while the entry's log time is before it.
+	MuteEnd int64
 }
 
 func (w *txn) getMember(groupID, uid string) (memberRec, bool, error) {

@@ -29,7 +29,17 @@ type Group struct {
 	OwnerUID     string
 	CreateTime   int64
 	MemberCount  int
+	Ex           string
+	// Status is GroupOK, or GroupDismissed once dismissed: no more sends or changes, the
+	// history stays readable by its members.
+	Status int32
 }
+
+// Group statuses (OpenIM's numbers).
+const (
+	GroupOK        int32 = 0
+	GroupDismissed int32 = 2
+)
 
 // Group roles.
 const (
@@ -44,6 +54,8 @@ type GroupMember struct {
 	UID      string
 	Role     int32
 	JoinTime int64
+	// MuteEnd is when the member's mute ends (log time, Unix nanoseconds); 0 if never muted.
+	MuteEnd int64
 }
 
 // Session types.
