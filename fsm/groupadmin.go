@@ -291,7 +291,7 @@ func (w *txn) muteGroupMember(c *MuteGroupMember) (*Result, error) {
 		return nil, err
 	}
 	w.notify(Notice{Type: "group_member_muted", UIDs: w.memberUIDs(g.GroupID), Fields: map[string]any{
-		"groupID": g.GroupID, "uid": c.UID, "muteEndTime": m.MuteEnd / int64(time.Millisecond)}})
+		"groupID": g.GroupID, "uid": c.UID, "muteEndTime": m.MuteEnd}})
 	return &Result{GroupID: g.GroupID}, nil
 }
 

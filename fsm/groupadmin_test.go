@@ -29,7 +29,6 @@ func relMember(t *testing.T, f *FSM, uid string) (GroupMember, bool) {
 	return GroupMember{}, false
 }
 
-
 func TestSetGroupInfoChangesOnlyTheFieldsPresent(t *testing.T) {
 	h, notices := relHarness(t)
 	relGroup(h)

@@ -22,6 +22,12 @@ const (
 	CodeRegisteredAlready  = 1102 // user_register of a uid that exists
 	CodeGroupNotFound      = 1201 // unknown groupID
 	CodeNotInGroupYet      = 1203 // group send by a non-member
+	CodeGroupDismissed     = 1204 // send to, or change of, a dismissed group
+	CodeOwnerMustTransfer  = 1205 // the owner quits without transferring the group
+	CodeMutedInGroup       = 1206 // group send by a muted member
+	CodeNotFriend          = 1207 // delete_friend of a non-friend
+	CodeNotInBlacklist     = 1208 // remove_blacklist of a user not blocked
+	CodeOwnerUntouchable   = 1209 // mute or role change of the owner; transfer of a group by a non-owner
 	CodeCanNotAddYourself  = 1301 // friend or blacklist a user with themselves
 	CodeBlockedByPeer      = 1302 // single-chat send to a user who blacklisted the sender
 	CodeTokenExpired       = 1501
@@ -75,6 +81,14 @@ var errorTable = []struct {
 	{fsm.ErrSelf, CodeCanNotAddYourself, 0},
 	{fsm.ErrBlocked, CodeBlockedByPeer, 0},
 	{fsm.ErrRecordNotFound, CodeRecordNotFound, 0},
+	{fsm.ErrGroupDismissed, CodeGroupDismissed, 0},
+	{fsm.ErrOwnerMustTransfer, CodeOwnerMustTransfer, 0},
+	{fsm.ErrMuted, CodeMutedInGroup, 0},
+	{fsm.ErrNotFriend, CodeNotFriend, 0},
+	{fsm.ErrNotInBlacklist, CodeNotInBlacklist, 0},
+	{fsm.ErrOwnerUntouchable, CodeOwnerUntouchable, 0},
+	{fsm.ErrNotGroupOwner, CodeOwnerUntouchable, 0},
+	{fsm.ErrNoGroupPermission, CodeNoPermission, 0},
 	{node.ErrUnknownServer, CodeRecordNotFound, 0},
 	{node.ErrNotApplied, CodeClusterUnavailable, fasthttp.StatusServiceUnavailable},
 	{node.ErrOutcomeUnknown, CodeOutcomeUnknown, fasthttp.StatusServiceUnavailable},

@@ -187,12 +187,15 @@ type groupInfo struct {
 	OwnerUID     string `json:"ownerUid"`
 	CreateTime   int64  `json:"createTime"`
 	MemberCount  int    `json:"memberCount"`
+	Ex           string `json:"ex"`
+	// Status is 0, or 2 once the group is dismissed (OpenIM's numbers).
+	Status int32 `json:"status"`
 }
 
 func toGroupInfo(g fsm.Group) groupInfo {
 	return groupInfo{GroupID: g.GroupID, GroupName: g.Name, Introduction: g.Introduction,
 		Notification: g.Notification, FaceURL: g.FaceURL, OwnerUID: g.OwnerUID,
-		CreateTime: g.CreateTime, MemberCount: g.MemberCount}
+		CreateTime: g.CreateTime, MemberCount: g.MemberCount, Ex: g.Ex, Status: g.Status}
 }
 
 // readGroupReq decodes a {groupID} read, passes the barrier and checks that a user token
@@ -241,6 +244,8 @@ type memberInfo struct {
 	UID       string `json:"uid"`
 	RoleLevel int32  `json:"roleLevel"`
 	JoinTime  int64  `json:"joinTime"`
+	// MuteEndTime is when the member's mute ends (Unix ns, log time); 0 if never muted.
+	MuteEndTime int64 `json:"muteEndTime"`
 }
 
 func (s *Server) getGroupMemberList(r *request) (any, error) {
@@ -254,7 +259,7 @@ func (s *Server) getGroupMemberList(r *request) (any, error) {
 	}
 	out := make([]memberInfo, len(ms))
 	for i, m := range ms {
-		out[i] = memberInfo{GroupID: m.GroupID, UID: m.UID, RoleLevel: m.Role, JoinTime: m.JoinTime}
+		out[i] = memberInfo{GroupID: m.GroupID, UID: m.UID, RoleLevel: m.Role, JoinTime: m.JoinTime, MuteEndTime: m.MuteEnd}
 	}
 	return dataResp{out}, nil
 }

@@ -35,6 +35,22 @@ func (s *Server) buildRoutes() map[string]*route {
 		{name: "msg/newest_seq", method: post, access: accessUser, h: s.newestSeq},
 		{name: "msg/pull_msg_by_seq", method: post, access: accessUser, h: s.pullMsgBySeq},
 
+		// Relations and group management (issue 11): a user token acts for itself, the FSM
+		// checks group roles.
+		{name: "friend/delete_friend", method: post, access: accessUser, h: s.deleteFriend},
+		{name: "friend/remove_blacklist", method: post, access: accessUser, h: s.removeBlacklist},
+		{name: "friend/is_friend", method: post, access: accessUser, h: s.isFriend},
+		{name: "friend/get_friends_info", method: post, access: accessUser, h: s.getFriendsInfo},
+		{name: "group/set_group_info", method: post, access: accessUser, h: s.setGroupInfo},
+		{name: "group/quit_group", method: post, access: accessUser, h: s.quitGroup},
+		{name: "group/transfer_group", method: post, access: accessUser, h: s.transferGroup},
+		{name: "group/dismiss_group", method: post, access: accessUser, h: s.dismissGroup},
+		{name: "group/get_groups_info", method: post, access: accessUser, h: s.getGroupsInfo},
+		{name: "group/set_group_member_info", method: post, access: accessUser, h: s.setGroupMemberInfo},
+		{name: "group/mute_group_member", method: post, access: accessUser, h: s.muteGroupMember},
+		{name: "group/cancel_mute_group_member", method: post, access: accessUser, h: s.cancelMuteGroupMember},
+		{name: "manager/account_check", method: post, access: accessAdmin, h: s.accountCheck},
+
 		// Operations.
 		{name: "healthz", method: get, access: accessOpen, h: s.healthz},
 		{name: "readyz", method: get, access: accessOpen, h: s.readyz},

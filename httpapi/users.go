@@ -120,10 +120,14 @@ func (s *Server) getUserInfo(r *request) (any, error) {
 	}
 	out := make([]userInfo, len(users))
 	for i, u := range users {
-		out[i] = userInfo{UID: u.UID, Name: u.Name, Icon: u.Icon, Gender: u.Gender,
-			Mobile: u.Mobile, Birth: u.Birth, Email: u.Email, Ex: u.Ex}
+		out[i] = toUserInfo(u)
 	}
 	return dataResp{out}, nil
+}
+
+func toUserInfo(u fsm.User) userInfo {
+	return userInfo{UID: u.UID, Name: u.Name, Icon: u.Icon, Gender: u.Gender,
+		Mobile: u.Mobile, Birth: u.Birth, Email: u.Email, Ex: u.Ex}
 }
 
 type opReq struct {
