@@ -107,6 +107,8 @@ func (w *txn) kickFromGroup(c *KickFromGroup) (*Result, error) {
 		return nil, err
 	}
 	r := &Result{GroupID: g.GroupID}
+	told := w.memberUIDs(g.GroupID)
+	var kicked []string
 	for _, uid := range c.UIDs {
 		res := int32(-1)
 		if uid != g.OwnerUID && validID(uid) && has(w.members, pairKey(g.GroupID, uid)) {
@@ -115,10 +117,19 @@ func (w *txn) kickFromGroup(c *KickFromGroup) (*Result, error) {
 			}
 			g.MemberCount--
 			res = 0
+			kicked = append(kicked, uid)
 		}
 		r.Results = append(r.Results, UIDResult{UID: uid, Result: res})
 	}
-	return r, put(w.groups, []byte(g.GroupID), &g)
+	if err := put(w.groups, []byte(g.GroupID), &g); err != nil {
+		return nil, err
+	}
+	if len(kicked) > 0 {
+		// The kicked users learn it too: they are no longer members once this commits.
+		w.notify(Notice{Type: "kicked", UIDs: told, Fields: map[string]any{
+			"groupID": g.GroupID, "uidList": kicked, "reason": c.Reason}})
+	}
+	return r, nil
 }
 
 func (w *txn) removeMember(groupID, uid string) error {

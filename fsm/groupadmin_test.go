@@ -293,3 +293,19 @@ func TestRelationCommandsReplayAndRestore(t *testing.T) {
 		t.Fatalf("restored group %+v", g)
 	}
 }
+
+func TestKickTellsTheKickedAndTheRest(t *testing.T) {
+	h, notices := relHarness(t)
+	relGroup(h)
+	notices()
+	h.mustApply(CmdKickFromGroup, &KickFromGroup{GroupID: "g1", UIDs: []string{"m1", "out"}, Reason: "spam"})
+	ns := notices()
+	if len(ns) != 1 || ns[0].Type != "kicked" || len(ns[0].UIDs) != 4 ||
+		!reflect.DeepEqual(ns[0].Fields["uidList"], []string{"m1"}) {
+		t.Fatalf("notices: %+v, want one kicked frame to the 4 members of before", ns)
+	}
+	h.mustApply(CmdKickFromGroup, &KickFromGroup{GroupID: "g1", UIDs: []string{"out"}})
+	if ns := notices(); len(ns) != 0 {
+		t.Fatalf("a kick of nobody told %+v", ns)
+	}
+}
