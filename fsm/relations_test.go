@@ -97,6 +97,11 @@ func TestRemoveBlacklistLetsTheSenderSendAgain(t *testing.T) {
 	h.mustApply(CmdDeleteUsers, &DeleteUsers{UIDs: []string{"a"}})
 
 	before := h.digest()
+	defer func() {
+		if h.digest() != before {
+			t.Errorf("refused remove_blacklist requests changed the state")
+		}
+	}()
 	for _, tc := range []struct {
 		name string
 		c    *RemoveBlacklist
