@@ -14,8 +14,9 @@ var (
 	ErrUserExists = errors.New("user already registered")
 	// ErrGroupNotFound: unknown groupID.
 	ErrGroupNotFound = errors.New("group not found")
-	// ErrNotGroupMember: a group send by a non-member.
-	ErrNotGroupMember = errors.New("sender is not a member of the group")
+	// ErrNotGroupMember: a group send by a non-member, or a quit, transfer, mute or role
+	// change that names a user who is not a member.
+	ErrNotGroupMember = errors.New("not a member of the group")
 	// ErrSelf: befriending or blocking oneself.
 	ErrSelf = errors.New("cannot do this with yourself")
 	// ErrBlocked: a single-chat send to a user who blacklisted the sender.

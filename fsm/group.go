@@ -79,9 +79,10 @@ func (w *txn) mustGroup(groupID string) (Group, error) {
 }
 
 // inviteToGroup adds each uid as an ordinary member: 0 added, -1 unknown or already a
-// member (a uid listed twice is already a member the second time).
+// member (a uid listed twice is already a member the second time). A dismissed group
+// takes nobody.
 func (w *txn) inviteToGroup(c *InviteToGroup) (*Result, error) {
-	g, err := w.mustGroup(c.GroupID)
+	g, err := w.liveGroup(c.GroupID)
 	if err != nil {
 		return nil, err
 	}
@@ -100,9 +101,10 @@ func (w *txn) inviteToGroup(c *InviteToGroup) (*Result, error) {
 	return r, put(w.groups, []byte(g.GroupID), &g)
 }
 
-// kickFromGroup removes each uid: 0 removed, -1 not a member, unknown, or the owner.
+// kickFromGroup removes each uid: 0 removed, -1 not a member, unknown, or the owner. A
+// dismissed group keeps its members (they read its history); they may quit it.
 func (w *txn) kickFromGroup(c *KickFromGroup) (*Result, error) {
-	g, err := w.mustGroup(c.GroupID)
+	g, err := w.liveGroup(c.GroupID)
 	if err != nil {
 		return nil, err
 	}

@@ -179,6 +179,9 @@ func (w *txn) transferGroup(c *TransferGroup) (*Result, error) {
 	if c.NewOwnerUID == c.OldOwnerUID {
 		return nil, ErrSelf
 	}
+	if !w.userExists(c.NewOwnerUID) {
+		return nil, ErrUserNotFound
+	}
 	nm, ok, err := w.getMember(g.GroupID, c.NewOwnerUID)
 	if err != nil {
 		return nil, err
@@ -224,8 +227,9 @@ func (w *txn) dismissGroup(c *DismissGroup) (*Result, error) {
 }
 
 // targetMember checks the common rules of acting on a member: the group is live, the
-// actor may manage it, the target is a member and not the owner, and a group admin acts
-// only on ordinary members.
+// actor may manage it, the target is a registered user, a member and not the owner, and a
+// group admin acts only on ordinary members: never on an admin, themselves included (a
+// muted admin must not lift the owner's mute).
 func (w *txn) targetMember(groupID, opUID, uid string) (Group, memberRec, error) {
 	g, err := w.liveGroup(groupID)
 	if err != nil {
@@ -241,6 +245,9 @@ func (w *txn) targetMember(groupID, opUID, uid string) (Group, memberRec, error)
 	if !mayManage(role) {
 		return g, memberRec{}, ErrNoGroupPermission
 	}
+	if !w.userExists(uid) {
+		return g, memberRec{}, ErrUserNotFound
+	}
 	m, ok, err := w.getMember(g.GroupID, uid)
 	if err != nil {
 		return g, m, err
@@ -251,7 +258,7 @@ func (w *txn) targetMember(groupID, opUID, uid string) (Group, memberRec, error)
 	if m.Role == RoleOwner {
 		return g, m, ErrOwnerUntouchable
 	}
-	if role == RoleAdmin && m.Role == RoleAdmin && opUID != uid {
+	if role == RoleAdmin && m.Role == RoleAdmin {
 		return g, m, ErrNoGroupPermission
 	}
 	return g, m, nil

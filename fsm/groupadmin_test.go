@@ -95,6 +95,7 @@ func TestQuitAndTransferGroup(t *testing.T) {
 		{"by an admin", &TransferGroup{GroupID: "g1", OpUID: "ad", OldOwnerUID: "o", NewOwnerUID: "ad"}, ErrNoGroupPermission},
 		{"wrong old owner", &TransferGroup{GroupID: "g1", OldOwnerUID: "ad", NewOwnerUID: "m1"}, ErrNotGroupOwner},
 		{"to a non-member", &TransferGroup{GroupID: "g1", OldOwnerUID: "o", NewOwnerUID: "out"}, ErrNotGroupMember},
+		{"to an unknown user", &TransferGroup{GroupID: "g1", OldOwnerUID: "o", NewOwnerUID: "ghost"}, ErrUserNotFound},
 		{"to oneself", &TransferGroup{GroupID: "g1", OldOwnerUID: "o", NewOwnerUID: "o"}, ErrSelf},
 		{"unknown group", &TransferGroup{GroupID: "nope", OldOwnerUID: "o", NewOwnerUID: "m1"}, ErrGroupNotFound},
 	} {
@@ -134,6 +135,8 @@ func TestDismissedGroupRefusesSendsAndChangesButKeepsHistory(t *testing.T) {
 	wantErr(t, h.apply(CmdSetGroupInfo, &SetGroupInfo{GroupID: "g1", Name: strp("x")}), ErrGroupDismissed)
 	wantErr(t, h.apply(CmdMuteGroupMember, &MuteGroupMember{GroupID: "g1", UID: "m1", Seconds: 60}), ErrGroupDismissed)
 	wantErr(t, h.apply(CmdTransferGroup, &TransferGroup{GroupID: "g1", OldOwnerUID: "o", NewOwnerUID: "m1"}), ErrGroupDismissed)
+	wantErr(t, h.apply(CmdInviteToGroup, &InviteToGroup{GroupID: "g1", UIDs: []string{"out"}}), ErrGroupDismissed)
+	wantErr(t, h.apply(CmdKickFromGroup, &KickFromGroup{GroupID: "g1", UIDs: []string{"m1"}}), ErrGroupDismissed)
 	if h.digest() != before {
 		t.Fatalf("refused commands changed a dismissed group")
 	}
@@ -177,8 +180,9 @@ func TestMuteUsesTheLogTime(t *testing.T) {
 	}{
 		{"the owner", &MuteGroupMember{GroupID: "g1", UID: "o", Seconds: 60}, ErrOwnerUntouchable},
 		{"by a member", &MuteGroupMember{GroupID: "g1", OpUID: "m1", UID: "m2", Seconds: 60}, ErrNoGroupPermission},
-		{"an admin by an admin", &MuteGroupMember{GroupID: "g1", OpUID: "ad2", UID: "ad", Seconds: 60}, ErrNoGroupPermission},
+		{"by an outsider", &MuteGroupMember{GroupID: "g1", OpUID: "out", UID: "m2", Seconds: 60}, ErrNoGroupPermission},
 		{"a non-member", &MuteGroupMember{GroupID: "g1", UID: "out", Seconds: 60}, ErrNotGroupMember},
+		{"an unknown user", &MuteGroupMember{GroupID: "g1", UID: "ghost", Seconds: 60}, ErrUserNotFound},
 		{"zero seconds", &MuteGroupMember{GroupID: "g1", UID: "m1", Seconds: 0}, ErrInvalidArgument},
 		{"too long", &MuteGroupMember{GroupID: "g1", UID: "m1", Seconds: MaxMuteSeconds + 1}, ErrInvalidArgument},
 	} {
@@ -187,6 +191,27 @@ func TestMuteUsesTheLogTime(t *testing.T) {
 	if h.digest() != before {
 		t.Fatalf("a refused mute changed the state")
 	}
+}
+
+// A group admin acts only on ordinary members: not on another admin, and not on
+// themselves, so an admin the owner muted cannot lift the mute.
+func TestAdminCannotActOnAdmins(t *testing.T) {
+	h := newHarness(t)
+	relGroup(h)
+	h.mustApply(CmdSetGroupMemberInfo, &SetGroupMemberInfo{GroupID: "g1", OpUID: "o", UID: "m1", Role: RoleAdmin})
+	h.mustApply(CmdMuteGroupMember, &MuteGroupMember{GroupID: "g1", OpUID: "o", UID: "ad", Seconds: 600})
+	before := h.digest()
+	wantErr(t, h.apply(CmdCancelMuteGroupMember, &CancelMuteGroupMember{GroupID: "g1", OpUID: "ad", UID: "ad"}), ErrNoGroupPermission)
+	wantErr(t, h.apply(CmdCancelMuteGroupMember, &CancelMuteGroupMember{GroupID: "g1", OpUID: "m1", UID: "ad"}), ErrNoGroupPermission)
+	wantErr(t, h.apply(CmdMuteGroupMember, &MuteGroupMember{GroupID: "g1", OpUID: "ad", UID: "m1", Seconds: 60}), ErrNoGroupPermission)
+	wantErr(t, h.apply(CmdMuteGroupMember, &MuteGroupMember{GroupID: "g1", OpUID: "m1", UID: "m1", Seconds: 60}), ErrNoGroupPermission)
+	if h.digest() != before {
+		t.Fatalf("an admin's refused action on an admin changed the state")
+	}
+	wantErr(t, h.send("ad", "g1", SessionGroup, "still muted"), ErrMuted)
+	// The owner may lift it; an admin still acts on ordinary members.
+	h.mustApply(CmdCancelMuteGroupMember, &CancelMuteGroupMember{GroupID: "g1", OpUID: "o", UID: "ad"})
+	h.mustApply(CmdMuteGroupMember, &MuteGroupMember{GroupID: "g1", OpUID: "ad", UID: "m2", Seconds: 60})
 }
 
 func TestSetGroupMemberRole(t *testing.T) {
