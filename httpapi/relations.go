@@ -136,8 +136,11 @@ func (s *Server) getFriendsInfo(r *request) (any, error) {
 	return dataResp{out}, nil
 }
 
+// accountCheckReq takes the uids as uidList (the spec's name for a uid list, and the
+// issue's), or as checkUidList (OpenIM's checkUserIDList style); not both.
 type accountCheckReq struct {
 	OperationID  string   `json:"operationID"`
+	UIDList      []string `json:"uidList"`
 	CheckUIDList []string `json:"checkUidList"`
 }
 
@@ -157,17 +160,24 @@ func (s *Server) accountCheck(r *request) (any, error) {
 		return nil, err
 	}
 	r.opID = req.OperationID
+	field, uids := "uidList", req.UIDList
+	switch {
+	case req.UIDList != nil && req.CheckUIDList != nil:
+		return nil, errArgs("give the uids as uidList or as checkUidList, not both")
+	case req.CheckUIDList != nil:
+		field, uids = "checkUidList", req.CheckUIDList
+	}
 	if err := firstErr(
 		checkText("operationID", req.OperationID, maxOperationID),
-		checkIDList("checkUidList", req.CheckUIDList, maxListLen, maxUID),
+		checkIDList(field, uids, maxListLen, maxUID),
 	); err != nil {
 		return nil, err
 	}
 	if err := s.barrier(r); err != nil {
 		return nil, err
 	}
-	out := make([]accountStatus, len(req.CheckUIDList))
-	for i, uid := range req.CheckUIDList {
+	out := make([]accountStatus, len(uids))
+	for i, uid := range uids {
 		_, ok, err := s.b.FSM().User(uid)
 		if err != nil {
 			return nil, err

@@ -48,6 +48,9 @@ func TestRelationRoutes(t *testing.T) {
 		{"account_check by a user", "manager/account_check", ta, map[string]any{"operationID": relOp(), "checkUidList": []string{"a"}}, CodeNoPermission},
 		{"account_check empty", "manager/account_check", e.admin, map[string]any{"operationID": relOp(), "checkUidList": []string{}}, CodeArgs},
 		{"account_check duplicate", "manager/account_check", e.admin, map[string]any{"operationID": relOp(), "checkUidList": []string{"a", "a"}}, CodeArgs},
+		{"account_check no list", "manager/account_check", e.admin, map[string]any{"operationID": relOp()}, CodeArgs},
+		{"account_check both lists", "manager/account_check", e.admin, map[string]any{"operationID": relOp(), "uidList": []string{"a"}, "checkUidList": []string{"a"}}, CodeArgs},
+		{"account_check uidList not a list", "manager/account_check", e.admin, map[string]any{"operationID": relOp(), "uidList": "a"}, CodeArgs},
 	} {
 		t.Run(tc.name, func(t *testing.T) { e.with(t).wantCode(tc.route, tc.token, tc.body, tc.code) })
 	}
@@ -72,6 +75,12 @@ func TestRelationRoutes(t *testing.T) {
 	e.ok("manager/account_check", e.admin, map[string]any{"operationID": relOp(), "checkUidList": []string{"a", "nobody"}}).data(t, &ac)
 	if len(ac.Results) != 2 || ac.Results[0] != (accountStatus{"a", "registered"}) || ac.Results[1] != (accountStatus{"nobody", "unregistered"}) {
 		t.Fatalf("account_check: %+v", ac)
+	}
+	// uidList, the name the issue and the spec's other uid lists use, answers the same.
+	var ac2 accountCheckResp
+	e.ok("manager/account_check", e.admin, map[string]any{"operationID": relOp(), "uidList": []string{"a", "nobody"}}).data(t, &ac2)
+	if len(ac2.Results) != 2 || ac2.Results[0] != ac.Results[0] || ac2.Results[1] != ac.Results[1] {
+		t.Fatalf("account_check with uidList: %+v, want %+v", ac2, ac)
 	}
 }
 
