@@ -65,13 +65,16 @@
 // # Idempotency
 //
 // A non-empty operationID makes a write idempotent: the key is
-// sha256(route + "\n" + operationID + "\n" + raw body) and travels in the command, so the
-// FSM applies it once and keeps its result (replicated). Before proposing, the handler
-// looks the key up in the local FSM and answers a hit from the record. A repeat thus gets
-// the first answer: the same groupID, msgID, seq, sendTime, or the same error. msgIDs and
-// groupIDs are 32 lowercase hex characters from crypto/rand, made by the handler and put
-// in the command, never in Apply. Reads are not proposed; their operationID is only
-// logged. auth/user_register takes an optional operationID too (not in the spec).
+// sha256(route + "\n" + operationID + "\n" + raw body), plus the token's uid for a user's
+// token (the acting user is not always in the body: group management acts as the token's
+// user, so two users' requests with the same operationID and body must not share an
+// answer). The key travels in the command, so the FSM applies it once and keeps its result
+// (replicated). Before proposing, the handler looks the key up in the local FSM and answers
+// a hit from the record. A repeat thus gets the first answer: the same groupID, msgID, seq,
+// sendTime, or the same error. msgIDs and groupIDs are 32 lowercase hex characters from
+// crypto/rand, made by the handler and put in the command, never in Apply. Reads are not
+// proposed; their operationID is only logged. auth/user_register takes an optional
+// operationID too (not in the spec).
 //
 // # Validation
 //

@@ -84,3 +84,30 @@ func TestRetryOnAnotherNode(t *testing.T) {
 		t.Fatalf("got %s, want one message", r.Data)
 	}
 }
+
+// TestOperationIDOfAnotherUser: two users who send the same operationID and body are two
+// operations. A group command acts as the token's user, who is not in the body: the owner
+// must not get an outsider's refusal of the same body, nor the outsider the owner's success.
+func TestOperationIDOfAnotherUser(t *testing.T) {
+	e := newEnv(t, nil)
+	e.register("owner", "member", "outsider")
+	r := e.ok("group/create_group", e.admin, `{"operationID":"g","groupName":"g","memberList":[{"uid":"owner","setRole":1},{"uid":"member","setRole":0}]}`)
+	var g groupIDResp
+	r.data(t, &g)
+	mute := `{"operationID":"same","groupID":"` + g.GroupID + `","uid":"member","mutedSeconds":60}`
+	e.wantCode("group/mute_group_member", e.token("outsider"), mute, CodeNoPermission)
+	e.ok("group/mute_group_member", e.token("owner"), mute)
+	var ms []memberInfo
+	e.ok("group/get_group_member_list", e.admin, map[string]any{"groupID": g.GroupID}).data(t, &ms)
+	for _, m := range ms {
+		if m.UID == "member" && m.MuteEndTime == 0 {
+			t.Fatalf("the owner's mute was answered from the outsider's refusal: member not muted")
+		}
+	}
+	// The other way round: the owner's success does not answer the outsider.
+	rename := `{"operationID":"same2","groupID":"` + g.GroupID + `","groupName":"renamed"}`
+	e.ok("group/set_group_info", e.token("owner"), rename)
+	e.wantCode("group/set_group_info", e.token("outsider"), rename, CodeNoPermission)
+	// The same user's retry still gets the first answer.
+	e.ok("group/mute_group_member", e.token("owner"), mute)
+}
