@@ -18,8 +18,9 @@
 // Handlers return *Error for what they find themselves (1001 with an errMsg naming the
 // field and the limit, 1002) and the fsm/node sentinels otherwise, wrapped with context
 // (the uid, the groupID). errorTable maps sentinels to codes with errors.Is, in order:
-// fsm's domain errors to 1001/1101/1102/1201/1203/1301/1302/1004, node.ErrUnknownServer to
-// 1004, node.ErrNotApplied to 1801 and node.ErrOutcomeUnknown to 1802 (both HTTP 503).
+// fsm's domain errors to 1001/1101/1102/1201/1203/1204-1209/1301/1302/1004/1002,
+// node.ErrUnknownServer to 1004, node.ErrNotApplied to 1801 and node.ErrOutcomeUnknown to
+// 1802 (both HTTP 503).
 // A write whose deadline passes counts as 1802 (it may be in the log), a read barrier's as
 // 1801. Anything else is 500 with a generic errMsg; the log line has the detail.
 // Wrong method, unknown route, unreadable request and a body over the limit answer HTTP
@@ -57,7 +58,17 @@
 //     contain '_', si_a_b_b names both a with b_b and a_b with b; a single conversation
 //     that is not in the user's own conversation index (msg/newest_seq) answers [];
 //   - msg/send_msg, which takes manager/send_msg's body and answer, with sendID equal to
-//     the token's uid.
+//     the token's uid;
+//   - friend/delete_friend, friend/remove_blacklist, friend/is_friend and
+//     friend/get_friends_info with ownerUid its own uid; group/quit_group with uid its own
+//     uid; group/transfer_group with oldOwnerUid its own uid; group/get_groups_info for
+//     groups it is a member of (1002 otherwise, as group/get_group_info);
+//   - group/set_group_info, set_group_member_info, mute_group_member,
+//     cancel_mute_group_member, transfer_group and dismiss_group acting as the token's
+//     user (fsm's OpUID; "" for an administrator, who may do all of them). The FSM checks
+//     the role when the entry applies: set_group_info owner or group admin; mute and
+//     cancel_mute the owner, or a group admin over ordinary members only; the others the
+//     owner only. A refusal is 1002.
 //
 // Every other route with a user token answers 1002. An administrator's token may call all
 // of them for anyone.
@@ -135,12 +146,20 @@
 // FSM, so reads are linearizable on every node. Shapes (empty lists are [], never null):
 //
 //   - group/get_group_info {groupID} → data {groupID, groupName, introduction,
-//     notification, faceUrl, ownerUid, createTime, memberCount}; unknown group 1201.
-//   - group/get_group_member_list {groupID} → data [{groupID, uid, roleLevel, joinTime}]
-//     sorted by uid.
+//     notification, faceUrl, ownerUid, createTime, memberCount, ex, status (0, or 2 once
+//     dismissed)}; unknown group 1201.
+//   - group/get_groups_info {groupIDList} → data [group info as above] in list order; the
+//     first unknown groupID is 1201.
+//   - group/get_group_member_list {groupID} → data [{groupID, uid, roleLevel, joinTime,
+//     muteEndTime}] sorted by uid.
 //   - group/get_joined_group_list {uid} → data [group info as above] sorted by groupID.
 //   - friend/get_friend_list and friend/get_blacklist {ownerUid} → data [uid, ...]: plain
 //     uid strings, sorted; a client gets profiles from user/get_user_info.
+//   - friend/is_friend {ownerUid, uid} → data {isFriend}; friend/get_friends_info
+//     {ownerUid, uidList} → data [{uid, isFriend, createTime, friendUser}] in list order,
+//     createTime and friendUser only for friends.
+//   - manager/account_check {uidList} (or checkUidList) → data {results: [{userID,
+//     accountStatus: "registered"|"unregistered"}]} in list order; administrators only.
 //   - msg/newest_seq {uid} → data {conversations: [{conversationID, maxSeq}]}.
 //   - msg/pull_msg_by_seq {conversationID, beginSeq, endSeq} → data [{conversationID,
 //     seq, msgID, sendID, recvID, sessionType, contentType, content, sendTime,
