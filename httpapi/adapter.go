@@ -312,8 +312,8 @@ func jsonKind(k string) string {
 // idemKey is the idempotency key of the request: the same route, operationID and body
 // mean the same operation. nil without an operationID. With a user's token the uid is
 // part of the key: the acting user is not always in the body (group management acts as
-// the token's user, a WebSocket send defaults sendID to it), so two users who pick the
-// same operationID and body are two operations, and neither gets the other's answer.
+// the token's user), so two users who pick the same operationID and body are two
+// operations, and neither gets the other's answer.
 // An administrator may act for anyone, so an administrator's key has no uid.
 func (r *request) idemKey() []byte {
 	if r.opID == "" {
