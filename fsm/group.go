@@ -165,7 +165,9 @@ func (w *txn) leaveGroup(groupID, uid string) error {
 			if err != nil {
 				return err
 			}
-			m.Role = RoleOwner
+			// An owner is never muted (nobody could lift it: the owner is untouchable),
+			// as in transferGroup.
+			m.Role, m.MuteEnd = RoleOwner, 0
 			if err := put(w.members, pairKey(groupID, heir), &m); err != nil {
 				return err
 			}

@@ -214,6 +214,25 @@ func TestAdminCannotActOnAdmins(t *testing.T) {
 	h.mustApply(CmdMuteGroupMember, &MuteGroupMember{GroupID: "g1", OpUID: "ad", UID: "m2", Seconds: 60})
 }
 
+// A muted admin who inherits a group from its deleted owner is not muted any more: an
+// owner cannot be muted, nor unmuted by anyone, so the mute would hold for its whole length.
+func TestHeirOfADeletedOwnerIsNotMuted(t *testing.T) {
+	h := newHarness(t)
+	relGroup(h)
+	h.mustApply(CmdMuteGroupMember, &MuteGroupMember{GroupID: "g1", UID: "ad", Seconds: 3600})
+	h.mustApply(CmdDeleteUsers, &DeleteUsers{UIDs: []string{"o"}})
+	ad, _ := relMember(t, h.f, "ad")
+	if g, _ := h.f.Group("g1"); g.OwnerUID != "ad" || ad.Role != RoleOwner {
+		t.Fatalf("heir: owner %q, ad role %d, want ad the owner", g.OwnerUID, ad.Role)
+	}
+	if ad.MuteEnd != 0 {
+		t.Fatalf("the new owner's mute end %d, want 0", ad.MuteEnd)
+	}
+	if r := h.send("ad", "g1", SessionGroup, "the owner speaks"); r.Err != "" {
+		t.Fatalf("send by the new owner: %v", r.Error())
+	}
+}
+
 func TestSetGroupMemberRole(t *testing.T) {
 	h := newHarness(t)
 	relGroup(h)
