@@ -200,27 +200,14 @@ func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) 
 			return err
 		}
 		end = min(end, conv.MaxSeq)
-		tailFrom := conv.MaxSeq - uint64(len(conv.Tail)) + 1
-		var (
-			chunk   []byte
-			chunkNo uint64
-		)
+		loc := r.locator(conversationID, &conv)
 		for seq := begin; seq <= end && len(out) < limit; seq++ {
-			var key uint64
-			if seq >= tailFrom {
-				key = conv.Tail[seq-tailFrom]
-			} else {
-				if n := (seq - 1) / seqChunk; chunk == nil || n != chunkNo {
-					chunk, chunkNo = r.msgIdx.Get(chunkKey(conversationID, n)), n
-				}
-				at := int((seq-1)%seqChunk) * 8
-				if len(chunk) < at+8 {
-					return fmt.Errorf("conversation %s: no index of seq %d", conversationID, seq)
-				}
-				key = binary.BigEndian.Uint64(chunk[at:])
+			key := loc.key(seq)
+			if key == nil {
+				return fmt.Errorf("conversation %s: no index of seq %d", conversationID, seq)
 			}
 			var m Message
-			if ok, err := get(r.msgLog, logKey(key), &m); err != nil {
+			if ok, err := get(r.msgLog, key, &m); err != nil {
 				return err
 			} else if !ok {
 				return fmt.Errorf("conversation %s: seq %d is missing from msglog", conversationID, seq)
@@ -230,6 +217,54 @@ func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) 
 		return nil
 	})
 	return out, err
+}
+
+// msgLocator finds the msglog keys of one conversation's seqs: the newest ones in its convs
+// record (Tail), older ones in msgidx chunks. It reads each chunk once however many of its
+// seqs are asked for, so a walk over seqs in order costs one Get per seqChunk seqs.
+type msgLocator struct {
+	r        *txn
+	id       string
+	conv     *convRec
+	tailFrom uint64
+	chunk    []byte
+	chunkNo  uint64
+}
+
+// locator returns a msgLocator over conv, the convs record of conversationID as read in
+// this transaction.
+func (r *txn) locator(conversationID string, conv *convRec) *msgLocator {
+	return &msgLocator{r: r, id: conversationID, conv: conv, tailFrom: conv.MaxSeq - uint64(len(conv.Tail)) + 1}
+}
+
+// key returns the msglog key of seq, or nil when the conversation has no such seq (0,
+// beyond its max seq) or its index chunk is gone.
+func (l *msgLocator) key(seq uint64) []byte {
+	if seq == 0 || seq > l.conv.MaxSeq {
+		return nil
+	}
+	if seq >= l.tailFrom {
+		return logKey(l.conv.Tail[seq-l.tailFrom])
+	}
+	if n := (seq - 1) / seqChunk; l.chunk == nil || n != l.chunkNo {
+		l.chunk, l.chunkNo = l.r.msgIdx.Get(chunkKey(l.id, n)), n
+	}
+	at := int((seq-1)%seqChunk) * 8
+	if len(l.chunk) < at+8 {
+		return nil
+	}
+	return logKey(binary.BigEndian.Uint64(l.chunk[at:]))
+}
+
+// messageKey returns the msglog key of seq in conversationID, or nil when there is no such
+// message (unknown conversation, seq 0 or beyond the max seq, index gone). The message
+// itself may still be missing from msglog (removed by retention): callers check the Get.
+func (r *txn) messageKey(conversationID string, seq uint64) ([]byte, error) {
+	conv, err := r.getConv(conversationID)
+	if err != nil {
+		return nil, err
+	}
+	return r.locator(conversationID, &conv).key(seq), nil
 }
 
 // convertOldMsgs moves the messages of the conversation-ordered layout (files written
