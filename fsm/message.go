@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"sort"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -131,7 +130,8 @@ func (w *txn) sendMessage(c *SendMessage) (*Result, error) {
 	}, nil
 }
 
-// NewestSeqs returns uid's conversations (single and its groups') with their max seq.
+// NewestSeqs returns uid's conversations (single and its groups') with their max seq and
+// uid's read position in each (MarkAsRead).
 //
 // Single conversations are those the user has sent or received a message in. Every group
 // the user belongs to is listed, with MaxSeq 0 while it has no messages, so a client learns
@@ -144,17 +144,16 @@ func (f *FSM) NewestSeqs(uid string) ([]ConversationSeq, error) {
 	}
 	var out []ConversationSeq
 	err := f.view(func(r *txn) error {
-		ids := suffixes(r.userConvs, uid)
-		for _, groupID := range suffixes(r.userGroups, uid) {
-			ids = append(ids, GroupConversationID(groupID))
-		}
-		sort.Strings(ids)
-		for _, id := range ids {
+		for _, id := range r.userConversationIDs(uid) {
 			conv, err := r.getConv(id)
 			if err != nil {
 				return err
 			}
-			out = append(out, ConversationSeq{ConversationID: id, MaxSeq: conv.MaxSeq})
+			st, err := r.getConvState(uid, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, ConversationSeq{ConversationID: id, MaxSeq: conv.MaxSeq, HasReadSeq: st.HasReadSeq})
 		}
 		return nil
 	})
