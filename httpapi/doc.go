@@ -140,11 +140,15 @@
 //   - group/get_joined_group_list {uid} → data [group info as above] sorted by groupID.
 //   - friend/get_friend_list and friend/get_blacklist {ownerUid} → data [uid, ...]: plain
 //     uid strings, sorted; a client gets profiles from user/get_user_info.
-//   - msg/newest_seq {uid} → data {conversations: [{conversationID, maxSeq}]}.
+//   - msg/newest_seq {uid} → data {conversations: [{conversationID, maxSeq,
+//     hasReadSeq}]}.
 //   - msg/pull_msg_by_seq {conversationID, beginSeq, endSeq} → data [{conversationID,
 //     seq, msgID, sendID, recvID, sessionType, contentType, content, sendTime,
 //     senderNickName, senderFaceURL}] in seq order, at most 1,000 per call (continue from
-//     the last seq + 1); an unknown conversation answers [].
+//     the last seq + 1); an unknown conversation answers []. Revoked messages carry
+//     "revoked": true; the seqs the viewer deleted (msg/delete_msgs) carry "deleted": true
+//     without content. The viewer is the token's user, or for an administrator the
+//     optional uid (none: the stored messages, no deletions applied).
 //
 // uid-keyed reads (ownerUid, uid) answer 1101 for a uid that is not registered.
 // createTime and joinTime are what the FSM stores (log time, Unix nanoseconds).
