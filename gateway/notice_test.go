@@ -79,3 +79,32 @@ func TestRevokeAndReadReceiptFrames(t *testing.T) {
 		}
 	}
 }
+
+// A resume replays the messages a user deleted from their own view marked deleted, without
+// content; the peer's replay is unchanged.
+func TestResumeHidesTheUsersDeletions(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.register("alice", "bob")
+	r := h.send("alice", "bob", fsm.SessionSingle, "secret")
+	h.send("bob", "alice", fsm.SessionSingle, "reply")
+	if res := h.apply(fsm.CmdDeleteMessages, fsm.DeleteMessages{UID: "alice", ConversationID: r.ConversationID, Seqs: []uint64{1}}); res.Error() != nil {
+		t.Fatal(res.Error())
+	}
+	for _, tc := range []struct {
+		uid     string
+		deleted bool
+	}{{"alice", true}, {"bob", false}} {
+		c := h.mustDial("tok:" + tc.uid)
+		c.sendJSON(map[string]any{"type": "resume", "seqs": map[string]uint64{r.ConversationID: 0}})
+		ms := c.msgs(2, wait)
+		var first fsm.MessageView
+		if err := json.Unmarshal(ms[0].raw, &first); err != nil {
+			t.Fatal(err)
+		}
+		hidden := first.Deleted && string(first.Content) == "{}" && first.ContentType == 0
+		if ms[0].Seq != 1 || ms[1].Seq != 2 || hidden != tc.deleted || (!tc.deleted && first.Deleted) ||
+			string(ms[1].Content) != `{"text":"reply"}` || first.MsgID != r.MsgID {
+			t.Fatalf("%s's replay: %s then %s, want seq 1 deleted=%v", tc.uid, ms[0].raw, ms[1].raw, tc.deleted)
+		}
+	}
+}
