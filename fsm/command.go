@@ -37,6 +37,11 @@ const (
 	CmdMuteGroupMember       CommandType = 18
 	CmdCancelMuteGroupMember CommandType = 19
 
+	CmdRevokeMessage   CommandType = 20
+	CmdDeleteMessages  CommandType = 21
+	CmdMarkAsRead      CommandType = 22
+	CmdSetConversation CommandType = 23
+
 	IgnoreUnknownFlag CommandType = 0x80
 )
 
@@ -80,6 +85,14 @@ func (t CommandType) String() string {
 		return "MuteGroupMember"
 	case CmdCancelMuteGroupMember:
 		return "CancelMuteGroupMember"
+	case CmdRevokeMessage:
+		return "RevokeMessage"
+	case CmdDeleteMessages:
+		return "DeleteMessages"
+	case CmdMarkAsRead:
+		return "MarkAsRead"
+	case CmdSetConversation:
+		return "SetConversation"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }

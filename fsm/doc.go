@@ -7,7 +7,8 @@
 // directions), blacklist and its reverse index blockedby, groups, members, usergroups,
 // convs (max seq, last send time and the newest msglog keys per conversation), userconvs (a
 // user's single chats), msglog (messages by the raft index of their send), msgidx (full
-// chunks of 16 msglog keys per conversation) and idemlog. A key that names two things joins
+// chunks of 16 msglog keys per conversation), idemlog, convstate (a user's read position
+// and options per conversation) and msgdeleted (the seqs a user deleted from their view). A key that names two things joins
 // them with a NUL byte ("owner\x00friend", "conversationID\x00<big-endian chunk>"), so a
 // prefix scan lists one owner's rows in order; uids and groupIDs with a NUL are rejected to
 // keep that exact. Values are msgpack (EncodeValue). A group message is stored once, not
@@ -54,6 +55,29 @@
 //     else its first member by uid; a group left empty keeps its profile, history and no
 //     owner. The deleted user's single-chat index (userconvs) goes, their messages stay.
 //   - NewestSeqs lists every group of the user, MaxSeq 0 while it has no messages.
+//   - RevokeMessage is global: the stored message is rewritten in place under the same
+//     msglog key, with Seq, MsgID, sender and SendTime kept, ContentType ContentRevoked
+//     (2101), Content {"revokerUid","revokeTime"} (the log time) and Revoked set, so there
+//     is no gap and every replica holds the same marker. The sender may revoke their own
+//     message (also after leaving the group); in a group the owner and admins may revoke
+//     anyone's; an app administrator (Admin) anything; anyone else ErrRevokeDenied. A
+//     revoked message again: ErrAlreadyRevoked. No message at that seq (unknown
+//     conversation, seq 0 or beyond the max seq, removed by retention): ErrMessageNotFound.
+//     A dismissed group refuses revokes (ErrGroupDismissed), as it refuses other changes.
+//     The "revoke" notice goes to both users of a single chat, to all members of a group.
+//   - DeleteMessages is per user: it records (msgdeleted) which seqs the user no longer
+//     wants to see; the message stays for everyone else. Deleting a deleted seq succeeds.
+//   - MarkAsRead never moves a read position back (a lower value succeeds and changes
+//     nothing, without a notice); one beyond the max seq is ErrSeqBeyondMax. A single
+//     chat's "read_receipt" notice goes to the peer and the reader's own connections, a
+//     group's to the reader only.
+//   - The per-user commands (DeleteMessages, MarkAsRead, SetConversation) need a
+//     conversation of the user: a single chat they sent or received a message in
+//     (ErrConversationNotFound otherwise) or a group they are a member of now
+//     (ErrGroupNotFound, ErrNotGroupMember). A deleted user's per-user state goes with them.
+//   - Unread counts are MaxSeq - HasReadSeq: the user's own sends count until their client
+//     marks them read (moving the sender's position on every send would add a random write
+//     to the hot path).
 //   - The FSM only sees command and configuration entries (raft keeps no-ops and barriers),
 //     so WaitApplied must be given an index the FSM will see.
 //

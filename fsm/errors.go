@@ -45,6 +45,19 @@ var (
 	// ErrNoGroupPermission: a member acts beyond their role (a member changes the profile,
 	// an admin mutes an admin, a non-owner dismisses).
 	ErrNoGroupPermission = errors.New("the user's group role does not allow this")
+	// ErrMessageNotFound: no message at that seq of the conversation (unknown conversation,
+	// seq 0 or beyond its max seq, or removed by retention).
+	ErrMessageNotFound = errors.New("no such message in the conversation")
+	// ErrAlreadyRevoked: revoking a message that is revoked.
+	ErrAlreadyRevoked = errors.New("the message is already revoked")
+	// ErrRevokeDenied: a revoke by someone who is neither the sender nor, in a group, its
+	// owner or an admin.
+	ErrRevokeDenied = errors.New("only the sender, or the group's owner or an admin, may revoke this message")
+	// ErrConversationNotFound: a per-user conversation action on a single chat the user
+	// never took part in (or a conversationID that is no conversation).
+	ErrConversationNotFound = errors.New("the user has no such conversation")
+	// ErrSeqBeyondMax: a read position beyond the conversation's max seq.
+	ErrSeqBeyondMax = errors.New("seq is beyond the conversation's max seq")
 )
 
 // domainErrors is a slice, not a map, so that ErrorName is deterministic even for an error
@@ -70,6 +83,11 @@ var domainErrors = []struct {
 	{"OwnerUntouchable", ErrOwnerUntouchable},
 	{"NotGroupOwner", ErrNotGroupOwner},
 	{"NoGroupPermission", ErrNoGroupPermission},
+	{"MessageNotFound", ErrMessageNotFound},
+	{"AlreadyRevoked", ErrAlreadyRevoked},
+	{"RevokeDenied", ErrRevokeDenied},
+	{"ConversationNotFound", ErrConversationNotFound},
+	{"SeqBeyondMax", ErrSeqBeyondMax},
 }
 
 // ErrorName returns the stable name of a domain error, or "" if err is not one.

@@ -52,6 +52,8 @@ var (
 	bktMsgLog     = []byte("msglog")     // big-endian raft index of the send -> Message
 	bktMsgIdx     = []byte("msgidx")     // conversationID\x00 big-endian chunk -> seqChunk msglog keys
 	bktIdemLog    = []byte("idemlog")    // timeKey(appliedAt) + idempotency key -> Result
+	bktConvState  = []byte("convstate")  // uid\x00conversationID -> userConvRec (read seq, options)
+	bktMsgDeleted = []byte("msgdeleted") // uid\x00conversationID\x00 big-endian seq -> deletion time
 
 	// Layouts before msglog and idemlog, converted when a file is opened.
 	bktOldMsgs     = []byte("msgs")     // conversationID\x00 big-endian seq -> Message
@@ -59,7 +61,8 @@ var (
 	bktOldIdemTime = []byte("idemtime") // timeKey(appliedAt) + key -> empty
 
 	allBuckets = [][]byte{bktMeta, bktUsers, bktFriends, bktBlacklist, bktBlockedBy, bktGroups,
-		bktMembers, bktUserGroups, bktConvs, bktUserConvs, bktMsgLog, bktMsgIdx, bktIdemLog}
+		bktMembers, bktUserGroups, bktConvs, bktUserConvs, bktMsgLog, bktMsgIdx, bktIdemLog,
+		bktConvState, bktMsgDeleted}
 
 	keyApplied = []byte("applied")
 )
@@ -365,6 +368,14 @@ func commandBody(t CommandType) interface{} {
 		return &MuteGroupMember{}
 	case CmdCancelMuteGroupMember:
 		return &CancelMuteGroupMember{}
+	case CmdRevokeMessage:
+		return &RevokeMessage{}
+	case CmdDeleteMessages:
+		return &DeleteMessages{}
+	case CmdMarkAsRead:
+		return &MarkAsRead{}
+	case CmdSetConversation:
+		return &SetConversation{}
 	}
 	return nil
 }
@@ -439,6 +450,14 @@ func (w *txn) dispatch(t CommandType, body []byte) (*Result, error) {
 		return w.muteGroupMember(c)
 	case *CancelMuteGroupMember:
 		return w.cancelMuteGroupMember(c)
+	case *RevokeMessage:
+		return w.revokeMessage(c)
+	case *DeleteMessages:
+		return w.deleteMessages(c)
+	case *MarkAsRead:
+		return w.markAsRead(c)
+	case *SetConversation:
+		return w.setConversation(c)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %s", t))
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"sort"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -131,7 +130,8 @@ func (w *txn) sendMessage(c *SendMessage) (*Result, error) {
 	}, nil
 }
 
-// NewestSeqs returns uid's conversations (single and its groups') with their max seq.
+// NewestSeqs returns uid's conversations (single and its groups') with their max seq and
+// uid's read position in each (MarkAsRead).
 //
 // Single conversations are those the user has sent or received a message in. Every group
 // the user belongs to is listed, with MaxSeq 0 while it has no messages, so a client learns
@@ -144,17 +144,16 @@ func (f *FSM) NewestSeqs(uid string) ([]ConversationSeq, error) {
 	}
 	var out []ConversationSeq
 	err := f.view(func(r *txn) error {
-		ids := suffixes(r.userConvs, uid)
-		for _, groupID := range suffixes(r.userGroups, uid) {
-			ids = append(ids, GroupConversationID(groupID))
-		}
-		sort.Strings(ids)
-		for _, id := range ids {
+		for _, id := range r.userConversationIDs(uid) {
 			conv, err := r.getConv(id)
 			if err != nil {
 				return err
 			}
-			out = append(out, ConversationSeq{ConversationID: id, MaxSeq: conv.MaxSeq})
+			st, err := r.getConvState(uid, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, ConversationSeq{ConversationID: id, MaxSeq: conv.MaxSeq, HasReadSeq: st.HasReadSeq})
 		}
 		return nil
 	})
@@ -200,27 +199,14 @@ func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) 
 			return err
 		}
 		end = min(end, conv.MaxSeq)
-		tailFrom := conv.MaxSeq - uint64(len(conv.Tail)) + 1
-		var (
-			chunk   []byte
-			chunkNo uint64
-		)
+		loc := r.locator(conversationID, &conv)
 		for seq := begin; seq <= end && len(out) < limit; seq++ {
-			var key uint64
-			if seq >= tailFrom {
-				key = conv.Tail[seq-tailFrom]
-			} else {
-				if n := (seq - 1) / seqChunk; chunk == nil || n != chunkNo {
-					chunk, chunkNo = r.msgIdx.Get(chunkKey(conversationID, n)), n
-				}
-				at := int((seq-1)%seqChunk) * 8
-				if len(chunk) < at+8 {
-					return fmt.Errorf("conversation %s: no index of seq %d", conversationID, seq)
-				}
-				key = binary.BigEndian.Uint64(chunk[at:])
+			key := loc.key(seq)
+			if key == nil {
+				return fmt.Errorf("conversation %s: no index of seq %d", conversationID, seq)
 			}
 			var m Message
-			if ok, err := get(r.msgLog, logKey(key), &m); err != nil {
+			if ok, err := get(r.msgLog, key, &m); err != nil {
 				return err
 			} else if !ok {
 				return fmt.Errorf("conversation %s: seq %d is missing from msglog", conversationID, seq)
@@ -230,6 +216,54 @@ func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) 
 		return nil
 	})
 	return out, err
+}
+
+// msgLocator finds the msglog keys of one conversation's seqs: the newest ones in its convs
+// record (Tail), older ones in msgidx chunks. It reads each chunk once however many of its
+// seqs are asked for, so a walk over seqs in order costs one Get per seqChunk seqs.
+type msgLocator struct {
+	r        *txn
+	id       string
+	conv     *convRec
+	tailFrom uint64
+	chunk    []byte
+	chunkNo  uint64
+}
+
+// locator returns a msgLocator over conv, the convs record of conversationID as read in
+// this transaction.
+func (r *txn) locator(conversationID string, conv *convRec) *msgLocator {
+	return &msgLocator{r: r, id: conversationID, conv: conv, tailFrom: conv.MaxSeq - uint64(len(conv.Tail)) + 1}
+}
+
+// key returns the msglog key of seq, or nil when the conversation has no such seq (0,
+// beyond its max seq) or its index chunk is gone.
+func (l *msgLocator) key(seq uint64) []byte {
+	if seq == 0 || seq > l.conv.MaxSeq {
+		return nil
+	}
+	if seq >= l.tailFrom {
+		return logKey(l.conv.Tail[seq-l.tailFrom])
+	}
+	if n := (seq - 1) / seqChunk; l.chunk == nil || n != l.chunkNo {
+		l.chunk, l.chunkNo = l.r.msgIdx.Get(chunkKey(l.id, n)), n
+	}
+	at := int((seq-1)%seqChunk) * 8
+	if len(l.chunk) < at+8 {
+		return nil
+	}
+	return logKey(binary.BigEndian.Uint64(l.chunk[at:]))
+}
+
+// messageKey returns the msglog key of seq in conversationID, or nil when there is no such
+// message (unknown conversation, seq 0 or beyond the max seq, index gone). The message
+// itself may still be missing from msglog (removed by retention): callers check the Get.
+func (r *txn) messageKey(conversationID string, seq uint64) ([]byte, error) {
+	conv, err := r.getConv(conversationID)
+	if err != nil {
+		return nil, err
+	}
+	return r.locator(conversationID, &conv).key(seq), nil
 }
 
 // convertOldMsgs moves the messages of the conversation-ordered layout (files written

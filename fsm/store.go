@@ -15,7 +15,7 @@ type txn struct {
 	tx *bolt.Tx
 
 	meta, users, friends, blacklist, blockedBy, groups, members, userGroups,
-	convs, userConvs, msgLog, msgIdx, idemLog *bolt.Bucket
+	convs, userConvs, msgLog, msgIdx, idemLog, convState, msgDeleted *bolt.Bucket
 	idx *idemIndex
 
 	// Set per command by applyCommand.
@@ -40,6 +40,8 @@ func newTxn(tx *bolt.Tx, idx *idemIndex) *txn {
 		msgLog:     tx.Bucket(bktMsgLog),
 		msgIdx:     tx.Bucket(bktMsgIdx),
 		idemLog:    tx.Bucket(bktIdemLog),
+		convState:  tx.Bucket(bktConvState),
+		msgDeleted: tx.Bucket(bktMsgDeleted),
 		idx:        idx,
 	}
 	if tx.Writable() {

@@ -79,6 +79,22 @@ type Message struct {
 	ForceList      []string
 	// SendTime is Unix nanoseconds from the log entry, never decreasing in a conversation.
 	SendTime int64
+	// Revoked is set by RevokeMessage, which also replaces ContentType and Content by the
+	// revoke marker (ContentRevoked, RevokeContent); Seq and MsgID stay.
+	Revoked    bool
+	RevokerUID string
+	// RevokeTime is the revoke's log time (Unix nanoseconds).
+	RevokeTime int64
+}
+
+// ContentRevoked is the contentType of a revoked message (OpenIM's revoke notification
+// number). Clients cannot send it; RevokeMessage puts it in place of the original.
+const ContentRevoked int32 = 2101
+
+// RevokeContent is the content of a revoked message.
+type RevokeContent struct {
+	RevokerUID string `json:"revokerUid"`
+	RevokeTime int64  `json:"revokeTime"`
 }
 
 // MessageView is a message as clients see it: the fields of msg/pull_msg_by_seq and of the
@@ -96,6 +112,11 @@ type MessageView struct {
 	SenderNickName string          `json:"senderNickName"`
 	SenderFaceURL  string          `json:"senderFaceURL"`
 	ForceList      []string        `json:"forceList,omitempty"`
+	// Revoked: the content is the revoke marker (contentType ContentRevoked).
+	Revoked bool `json:"revoked,omitempty"`
+	// Deleted: the user this view is for deleted the message from their own view
+	// (DeleteMessages); contentType is 0 and content {}.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // View returns m as clients see it.
@@ -103,13 +124,23 @@ func (m *Message) View() MessageView {
 	return MessageView{ConversationID: m.ConversationID, Seq: m.Seq, MsgID: m.MsgID,
 		SendID: m.SendID, RecvID: m.RecvID, SessionType: m.SessionType,
 		ContentType: m.ContentType, Content: m.Content, SendTime: m.SendTime,
-		SenderNickName: m.SenderNickName, SenderFaceURL: m.SenderFaceURL, ForceList: m.ForceList}
+		SenderNickName: m.SenderNickName, SenderFaceURL: m.SenderFaceURL, ForceList: m.ForceList,
+		Revoked: m.Revoked}
 }
 
-// ConversationSeq is one conversation of a user with its newest seq.
+// Hide turns v into the view of a message its user deleted: the seq, msgID, sender and
+// time stay, so the user's sequence has no gap, the content goes.
+func (v *MessageView) Hide() {
+	v.Deleted, v.Revoked = true, false
+	v.ContentType, v.Content, v.ForceList = 0, json.RawMessage("{}"), nil
+}
+
+// ConversationSeq is one conversation of a user with its newest seq and the user's read
+// position in it.
 type ConversationSeq struct {
 	ConversationID string
 	MaxSeq         uint64
+	HasReadSeq     uint64
 }
 
 // UIDResult is the per-uid outcome of invite and kick: 0 done, -1 not done.

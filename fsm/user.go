@@ -102,6 +102,9 @@ func (w *txn) deleteUser(uid string) error {
 			return err
 		}
 	}
+	if err := w.deleteUserConvState(uid); err != nil {
+		return err
+	}
 	return w.users.Delete([]byte(uid))
 }
 

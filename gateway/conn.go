@@ -368,6 +368,16 @@ func (c *conn) replay(conv string) bool {
 			c.closeWith(CloseInternal, "cannot read messages: reconnect and resume")
 			return false
 		}
+		// A replay is a pull by the user: the messages they deleted from their own view
+		// (msg/delete_msgs) go out marked deleted, without content.
+		var deleted []uint64
+		if len(msgs) > 0 {
+			if deleted, err = c.g.deps.Store.DeletedSeqs(c.uid, conv, msgs[0].Seq, msgs[len(msgs)-1].Seq); err != nil {
+				c.g.log.Error("replay: read deleted seqs", "conversationID", conv, "err", err)
+				c.closeWith(CloseInternal, "cannot read messages: reconnect and resume")
+				return false
+			}
+		}
 		for i := range msgs {
 			m := &msgs[i]
 			if m.Seq != c.pos[conv]+1 {
@@ -377,7 +387,12 @@ func (c *conn) replay(conv string) bool {
 				c.closeWith(CloseInternal, "message store inconsistent: reconnect and resume")
 				return false
 			}
-			if !c.write(encodeMessage(m)) {
+			frame := encodeMessage
+			if len(deleted) > 0 && deleted[0] == m.Seq {
+				deleted = deleted[1:]
+				frame = func(m *fsm.Message) []byte { v := m.View(); v.Hide(); return encodeView(v) }
+			}
+			if !c.write(frame(m)) {
 				return false
 			}
 			c.pos[conv] = m.Seq

@@ -31,7 +31,8 @@
 //     between is both in the baseline and pushed; pos drops the copy.
 //  2. The client's first frame decides how delivery starts. {"type":"resume","seqs":{...}}
 //     sets pos to the client's seqs (0 for the user's conversations it did not list) and
-//     replays, from the store, every message past pos. Any other first frame, or no frame
+//     replays, from the store, every message past pos (those the user deleted from their
+//     own view, msg/delete_msgs, marked deleted and without content, as a pull answers). Any other first frame, or no frame
 //     within ResumeWait (500 ms), starts live only: pos is the baseline, so the client
 //     gets every message applied after it connected.
 //  3. While waiting and replaying, live messages are held in a bounded pending list.

@@ -24,7 +24,12 @@ type msgFrame struct {
 }
 
 func encodeMessage(m *fsm.Message) []byte {
-	v := m.View()
+	return encodeView(m.View())
+}
+
+// encodeView encodes a message frame from its view (a replay hides the messages the user
+// deleted from their own view).
+func encodeView(v fsm.MessageView) []byte {
 	if len(v.Content) == 0 || !json.Valid(v.Content) {
 		// Stored content is validated JSON; this only guards the frame's own validity.
 		v.Content = json.RawMessage("{}")

@@ -19,6 +19,8 @@ import (
 type Store interface {
 	NewestSeqs(uid string) ([]fsm.ConversationSeq, error)
 	PullMessages(conversationID string, begin, end uint64, limit int) ([]fsm.Message, error)
+	// DeletedSeqs lists the seqs in [begin, end] uid deleted from their own view.
+	DeletedSeqs(uid, conversationID string, begin, end uint64) ([]uint64, error)
 	Group(groupID string) (fsm.Group, error)
 	GroupMembers(groupID string) ([]fsm.GroupMember, error)
 	IsGroupMember(groupID, uid string) (bool, error)

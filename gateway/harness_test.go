@@ -46,6 +46,7 @@ func newHarness(t *testing.T, opts Options) *harness {
 			}
 		},
 		OnUsersDeleted: h.gw.OnUsersDeleted,
+		OnNotices:      h.gw.OnNotices,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -280,6 +281,8 @@ type frame struct {
 	SendID         string          `json:"sendID"`
 	Content        json.RawMessage `json:"content"`
 	Data           json.RawMessage `json:"data"`
+	// raw is the whole frame, for the members of notice frames.
+	raw []byte
 }
 
 var errTimeout = errors.New("no frame before the timeout")
@@ -307,6 +310,7 @@ func (c *client) next(timeout time.Duration) (frame, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		c.t.Fatalf("bad frame %s: %v", b, err)
 	}
+	f.raw = b
 	return f, nil
 }
 

@@ -18,7 +18,7 @@
 // Handlers return *Error for what they find themselves (1001 with an errMsg naming the
 // field and the limit, 1002) and the fsm/node sentinels otherwise, wrapped with context
 // (the uid, the groupID). errorTable maps sentinels to codes with errors.Is, in order:
-// fsm's domain errors to 1001/1101/1102/1201/1203/1204-1209/1301/1302/1004/1002,
+// fsm's domain errors to 1001/1101/1102/1201/1203/1204-1212/1301/1302/1004/1002,
 // node.ErrUnknownServer to 1004, node.ErrNotApplied to 1801 and node.ErrOutcomeUnknown to
 // 1802 (both HTTP 503).
 // A write whose deadline passes counts as 1802 (it may be in the log), a read barrier's as
@@ -69,6 +69,9 @@
 //     the role when the entry applies: set_group_info owner or group admin; mute and
 //     cancel_mute the owner, or a group admin over ordinary members only; the others the
 //     owner only. A refusal is 1002.
+//   - msg/revoke_msg, msg/delete_msgs, msg/mark_as_read,
+//     conversation/get_all_conversations and conversation/set_conversation for itself,
+//     as their sections say.
 //
 // Every other route with a user token answers 1002. An administrator's token may call all
 // of them for anyone.
@@ -160,14 +163,61 @@
 //     createTime and friendUser only for friends.
 //   - manager/account_check {uidList} (or checkUidList) → data {results: [{userID,
 //     accountStatus: "registered"|"unregistered"}]} in list order; administrators only.
-//   - msg/newest_seq {uid} → data {conversations: [{conversationID, maxSeq}]}.
+//   - msg/newest_seq {uid} → data {conversations: [{conversationID, maxSeq,
+//     hasReadSeq}]}.
 //   - msg/pull_msg_by_seq {conversationID, beginSeq, endSeq} → data [{conversationID,
 //     seq, msgID, sendID, recvID, sessionType, contentType, content, sendTime,
 //     senderNickName, senderFaceURL}] in seq order, at most 1,000 per call (continue from
-//     the last seq + 1); an unknown conversation answers [].
+//     the last seq + 1); an unknown conversation answers []. Revoked messages carry
+//     "revoked": true; the seqs the viewer deleted (msg/delete_msgs) carry "deleted": true
+//     without content. The viewer is the token's user, or for an administrator the
+//     optional uid (none: the stored messages, no deletions applied).
 //
 // uid-keyed reads (ownerUid, uid) answer 1101 for a uid that is not registered.
 // createTime and joinTime are what the FSM stores (log time, Unix nanoseconds).
+//
+// # Revoke, read state and conversations
+//
+// Each route works with a user's own token for that user (uid must be the token's uid,
+// else 1002) and with an app administrator's token for anyone; writes need operationID.
+//
+//   - msg/revoke_msg {operationID, conversationID, seq, revokerUid?} → data
+//     {conversationID, seq, msgID}. Global: the message keeps its seq, msgID, sender and
+//     sendTime; contentType becomes 2101 and content {revokerUid, revokeTime} (log time,
+//     Unix nanoseconds), and every pull answers it with "revoked": true. The sender may
+//     revoke their own message; in a group the owner and admins anyone's; others 1002. A
+//     user token revokes as itself (revokerUid or uid, if given, must be its uid). An
+//     administrator's token with revokerUid (or uid) acts for that user, with that user's
+//     rights (unknown uid 1101); without one it revokes any message as the administrator.
+//     No message at that seq (unknown conversation, seq beyond the max seq, removed by
+//     retention) 1210; already revoked 1211; in a dismissed group 1204; seq 0 1001.
+//     Clients get a "revoke" frame over WebSocket.
+//   - msg/delete_msgs {operationID, uid, conversationID, seqs} → {}: per user. Only uid's
+//     view changes: uid's pulls (with uid's token, or an administrator's with "uid")
+//     answer those seqs with "deleted": true, contentType 0 and content {} (seq, msgID,
+//     sender and sendTime stay, so the seqs stay gap-free); everyone else still sees the
+//     message. Deleting a deleted seq succeeds. seqs: 1 to 1,000, no 0, no duplicates
+//     (1001); a seq beyond the max seq 1210.
+//   - msg/mark_as_read {operationID, uid, conversationID, hasReadSeq} → data
+//     {conversationID, hasReadSeq}: the read position never goes back, a lower value
+//     succeeds and answers the current one; above the max seq 1001; 0 1001. A single
+//     chat's peer gets a "read_receipt" frame.
+//   - conversation/set_conversation {operationID, uid, conversationID, isPinned?,
+//     recvMsgOpt? | doNotDisturb?} → {}: only the fields present; recvMsgOpt 0 receive
+//     and notify, 1 do not receive, 2 without notification; doNotDisturb true is 2, false
+//     0; none of them, or both recvMsgOpt and doNotDisturb, 1001. The options are stored
+//     for the user's clients; the server pushes every message regardless.
+//   - conversation/get_all_conversations {uid} → data [{conversationID, sessionType,
+//     maxSeq, hasReadSeq, unreadCount, latestMsg, latestMsgSendTime, isPinned, recvMsgOpt,
+//     doNotDisturb}]: the user's single chats and groups, pinned first, then newest message
+//     first, then by conversationID; unreadCount is maxSeq - hasReadSeq (never negative;
+//     the user's own sends count until marked read); latestMsg is the pull shape of the
+//     newest message as the user sees it (revoked, deleted), null without messages.
+//   - msg/newest_seq answers hasReadSeq beside maxSeq for each conversation.
+//
+// The per-user writes need a conversation of the user: a single chat they sent or received
+// a message in (else 1212) or a group they are a member of now (unknown group 1201, not a
+// member 1203); unknown uid 1101.
 //
 // # Operations
 //

@@ -28,6 +28,9 @@ const (
 	CodeNotFriend          = 1207 // delete_friend of a non-friend
 	CodeNotInBlacklist     = 1208 // remove_blacklist of a user not blocked
 	CodeOwnerUntouchable   = 1209 // mute or role change of the owner; transfer of a group by a non-owner
+	CodeMessageNotFound    = 1210 // no message at that seq: unknown conversation, seq beyond max, removed
+	CodeMessageRevoked     = 1211 // revoke of a message that is already revoked
+	CodeNoSuchConversation = 1212 // a per-user conversation action on a single chat the user is not in
 	CodeCanNotAddYourself  = 1301 // friend or blacklist a user with themselves
 	CodeBlockedByPeer      = 1302 // single-chat send to a user who blacklisted the sender
 	CodeTokenExpired       = 1501
@@ -89,6 +92,11 @@ var errorTable = []struct {
 	{fsm.ErrOwnerUntouchable, CodeOwnerUntouchable, 0},
 	{fsm.ErrNotGroupOwner, CodeOwnerUntouchable, 0},
 	{fsm.ErrNoGroupPermission, CodeNoPermission, 0},
+	{fsm.ErrMessageNotFound, CodeMessageNotFound, 0},
+	{fsm.ErrAlreadyRevoked, CodeMessageRevoked, 0},
+	{fsm.ErrRevokeDenied, CodeNoPermission, 0},
+	{fsm.ErrConversationNotFound, CodeNoSuchConversation, 0},
+	{fsm.ErrSeqBeyondMax, CodeArgs, 0},
 	{node.ErrUnknownServer, CodeRecordNotFound, 0},
 	{node.ErrNotApplied, CodeClusterUnavailable, fasthttp.StatusServiceUnavailable},
 	{node.ErrOutcomeUnknown, CodeOutcomeUnknown, fasthttp.StatusServiceUnavailable},

@@ -74,6 +74,7 @@ func (s *Server) sendMsg(r *request) (any, error) {
 type conversationSeq struct {
 	ConversationID string `json:"conversationID"`
 	MaxSeq         uint64 `json:"maxSeq"`
+	HasReadSeq     uint64 `json:"hasReadSeq"`
 }
 
 type conversationsResp struct {
@@ -91,7 +92,7 @@ func (s *Server) newestSeq(r *request) (any, error) {
 	}
 	out := make([]conversationSeq, len(seqs))
 	for i, c := range seqs {
-		out[i] = conversationSeq{ConversationID: c.ConversationID, MaxSeq: c.MaxSeq}
+		out[i] = conversationSeq{ConversationID: c.ConversationID, MaxSeq: c.MaxSeq, HasReadSeq: c.HasReadSeq}
 	}
 	return dataResp{conversationsResp{Conversations: out}}, nil
 }
@@ -101,10 +102,15 @@ type pullReq struct {
 	ConversationID string  `json:"conversationID"`
 	BeginSeq       *uint64 `json:"beginSeq"`
 	EndSeq         *uint64 `json:"endSeq"`
+	// UID, optional, is whose view to answer: the messages that user deleted
+	// (msg/delete_msgs) come back as deleted. A user token always gets its own view.
+	UID string `json:"uid"`
 }
 
 // pullMsgBySeq answers the messages of a conversation with beginSeq <= seq <= endSeq, in
-// seq order, at most maxPullMsgs of them (continue from the last seq + 1).
+// seq order, at most maxPullMsgs of them (continue from the last seq + 1). Revoked
+// messages carry the revoke marker; those the viewer deleted are marked deleted, without
+// content, so the seqs stay gap-free.
 func (s *Server) pullMsgBySeq(r *request) (any, error) {
 	var req pullReq
 	if err := r.decode(&req); err != nil {
@@ -116,9 +122,17 @@ func (s *Server) pullMsgBySeq(r *request) (any, error) {
 		checkID("conversationID", req.ConversationID, 3+2*maxUID+1),
 		checkRequired("beginSeq", req.BeginSeq),
 		checkRequired("endSeq", req.EndSeq),
+		checkText("uid", req.UID, maxUID),
 	)
 	if err != nil {
 		return nil, err
+	}
+	viewer := req.UID
+	if !r.who.Admin {
+		if viewer != "" && viewer != r.who.UID {
+			return nil, errNoPermission("a user token may pull only its own view: uid %q is not the token's uid %q", viewer, r.who.UID)
+		}
+		viewer = r.who.UID
 	}
 	if *req.EndSeq < *req.BeginSeq {
 		return nil, errArgs("endSeq %d is below beginSeq %d", *req.EndSeq, *req.BeginSeq)
@@ -144,6 +158,20 @@ func (s *Server) pullMsgBySeq(r *request) (any, error) {
 	out := make([]fsm.MessageView, len(msgs))
 	for i := range msgs {
 		out[i] = msgs[i].View()
+	}
+	if viewer != "" && len(msgs) > 0 {
+		deleted, err := s.b.FSM().DeletedSeqs(viewer, conv, msgs[0].Seq, msgs[len(msgs)-1].Seq)
+		if err != nil {
+			return nil, err
+		}
+		for i, j := 0, 0; i < len(out) && j < len(deleted); i++ {
+			for j < len(deleted) && deleted[j] < out[i].Seq {
+				j++
+			}
+			if j < len(deleted) && deleted[j] == out[i].Seq {
+				out[i].Hide()
+			}
+		}
 	}
 	return dataResp{out}, nil
 }

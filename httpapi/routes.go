@@ -51,6 +51,14 @@ func (s *Server) buildRoutes() map[string]*route {
 		{name: "group/cancel_mute_group_member", method: post, access: accessUser, h: s.cancelMuteGroupMember},
 		{name: "manager/account_check", method: post, access: accessAdmin, h: s.accountCheck},
 
+		// Revoke, read state and conversations (issue 11): a user token acts for itself,
+		// the FSM checks who may revoke.
+		{name: "msg/revoke_msg", method: post, access: accessUser, h: s.revokeMsg},
+		{name: "msg/delete_msgs", method: post, access: accessUser, h: s.deleteMsgs},
+		{name: "msg/mark_as_read", method: post, access: accessUser, h: s.markAsRead},
+		{name: "conversation/get_all_conversations", method: post, access: accessUser, h: s.getAllConversations},
+		{name: "conversation/set_conversation", method: post, access: accessUser, h: s.setConversation},
+
 		// Operations.
 		{name: "healthz", method: get, access: accessOpen, h: s.healthz},
 		{name: "readyz", method: get, access: accessOpen, h: s.readyz},

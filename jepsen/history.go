@@ -28,6 +28,8 @@ type Msg struct {
 	Text     string `json:"text,omitempty"`
 	SendID   string `json:"sendID,omitempty"`
 	SendTime int64  `json:"sendTime,omitempty"`
+	// Revoked: a read answered the message revoked (its content replaced by the marker).
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // Op is one client operation: its invocation, its completion and what it returned.

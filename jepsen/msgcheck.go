@@ -16,9 +16,11 @@ import (
 //   - a send acknowledged before another send was invoked has the lower seq (no
 //     reordering), and sendTime never decreases along the sequence;
 //   - reads taken during the run agree with the final sequence and are not stale: they
-//     see every send acknowledged before they were invoked.
+//     see every send acknowledged before they were invoked;
+//   - revokes keep the seq and msgID of their message (see resolveRevokes).
 func CheckMsgLog(ops []Op) Verdict {
 	v := Verdict{Checker: "msglog", Valid: true}
+	ops = resolveRevokes(&v, ops)
 	sends := map[string]*Op{} // by tag
 	finals := map[string]map[string][]Msg{}
 	finalMax := map[string]map[string]uint64{}
@@ -117,16 +119,17 @@ func CheckMsgLog(ops []Op) Verdict {
 	if !v.Valid {
 		verdict = fmt.Sprintf("INVALID (%d problems)", len(v.Problems))
 	}
-	v.Summary = fmt.Sprintf("%s: %d conversations, %d messages on each of %d nodes; sends ok %d, unknown %d (%d of them landed), failed %d; %d reads checked",
-		verdict, len(logs), total, nodes, ok, unknown, landed, fail, len(reads))
+	v.Summary = fmt.Sprintf("%s: %d conversations, %d messages on each of %d nodes; sends ok %d, unknown %d (%d of them landed), failed %d; %s; %d reads checked",
+		verdict, len(logs), total, nodes, ok, unknown, landed, fail, revokeSummary(ops), len(reads))
 	return v
 }
 
 // diffMsgs describes the first difference between two sequences, or "".
 func diffMsgs(a, b []Msg) string {
 	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i].MsgID != b[i].MsgID || a[i].Text != b[i].Text || a[i].Seq != b[i].Seq {
-			return fmt.Sprintf("position %d: seq %d %s %q vs seq %d %s %q", i+1, a[i].Seq, a[i].MsgID, a[i].Text, b[i].Seq, b[i].MsgID, b[i].Text)
+		if a[i].MsgID != b[i].MsgID || a[i].Text != b[i].Text || a[i].Seq != b[i].Seq || a[i].Revoked != b[i].Revoked {
+			return fmt.Sprintf("position %d: seq %d %s %q revoked=%v vs seq %d %s %q revoked=%v", i+1,
+				a[i].Seq, a[i].MsgID, a[i].Text, a[i].Revoked, b[i].Seq, b[i].MsgID, b[i].Text, b[i].Revoked)
 		}
 	}
 	if len(a) != len(b) {

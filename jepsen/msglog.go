@@ -28,6 +28,8 @@ type msgWorkload struct {
 
 	mu    sync.Mutex
 	acked map[string]uint64 // highest acknowledged seq per conversation, to aim reads
+	// ackedMsgs are the acknowledged sends, the targets of revokes.
+	ackedMsgs []revokeTarget
 }
 
 func newMsgWorkload() *msgWorkload {
@@ -88,6 +90,8 @@ func (w *msgWorkload) run(ctx context.Context, id int, cl *client, h *History) {
 			op = w.send(cl, h, conv, fmt.Sprintf("w%d-%d", id, n))
 		case k < 8:
 			op = w.newest(cl, h, w.users[cl.rng.Intn(len(w.users))])
+		case k == 9 && cl.rng.Intn(3) == 0:
+			op = w.revoke(cl, h)
 		default:
 			w.mu.Lock()
 			hi := w.acked[conv.ID]
@@ -132,6 +136,7 @@ func (w *msgWorkload) send(cl *client, h *History, conv *msgConv, tag string) Op
 		if a.Seq > w.acked[conv.ID] {
 			w.acked[conv.ID] = a.Seq
 		}
+		w.ackedMsgs = append(w.ackedMsgs, revokeTarget{conv: conv.ID, seq: a.Seq, msgID: a.MsgID})
 		w.mu.Unlock()
 	}
 	return op
@@ -167,6 +172,7 @@ type wireMsg struct {
 	SendID   string          `json:"sendID"`
 	SendTime int64           `json:"sendTime"`
 	Content  json.RawMessage `json:"content"`
+	Revoked  bool            `json:"revoked"`
 }
 
 // text extracts content.text, whether content is an object or a JSON string of one.
@@ -197,7 +203,11 @@ func (w *msgWorkload) pull(cl *client, h *History, conv string, begin, end uint6
 		}
 		op.Msgs = []Msg{}
 		for _, m := range ms {
-			op.Msgs = append(op.Msgs, Msg{Seq: m.Seq, MsgID: m.MsgID, Text: m.text(), SendID: m.SendID, SendTime: m.SendTime})
+			msg := Msg{Seq: m.Seq, MsgID: m.MsgID, Text: m.text(), SendID: m.SendID, SendTime: m.SendTime, Revoked: m.Revoked}
+			if m.Revoked {
+				msg.Text = "" // the marker; the checker puts the send's text back (resolveRevokes)
+			}
+			op.Msgs = append(op.Msgs, msg)
 		}
 	}
 	return op
