@@ -37,6 +37,8 @@ const (
 	CmdMuteGroupMember       CommandType = 18
 	CmdCancelMuteGroupMember CommandType = 19
 
+	CmdPruneMessages CommandType = 24
+
 	IgnoreUnknownFlag CommandType = 0x80
 )
 
@@ -80,6 +82,8 @@ func (t CommandType) String() string {
 		return "MuteGroupMember"
 	case CmdCancelMuteGroupMember:
 		return "CancelMuteGroupMember"
+	case CmdPruneMessages:
+		return "PruneMessages"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }

@@ -365,6 +365,8 @@ func commandBody(t CommandType) interface{} {
 		return &MuteGroupMember{}
 	case CmdCancelMuteGroupMember:
 		return &CancelMuteGroupMember{}
+	case CmdPruneMessages:
+		return &PruneMessages{}
 	}
 	return nil
 }
@@ -439,6 +441,8 @@ func (w *txn) dispatch(t CommandType, body []byte) (*Result, error) {
 		return w.muteGroupMember(c)
 	case *CancelMuteGroupMember:
 		return w.cancelMuteGroupMember(c)
+	case *PruneMessages:
+		return w.pruneMessages(c)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %s", t))
 }

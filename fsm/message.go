@@ -177,7 +177,8 @@ func (w *txn) addToConv(conversationID string, conv *convRec, key uint64) error 
 }
 
 // PullMessages returns the messages of a conversation with begin <= seq <= end, in seq
-// order, at most limit of them.
+// order, at most limit of them. Seqs below the conversation's MinSeq were removed by
+// retention (see retention.go) and are skipped: see MinSeqs.
 //
 // A limit <= 0 or above MaxPull means MaxPull; begin 0 means 1.
 func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) ([]Message, error) {
@@ -200,6 +201,7 @@ func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) 
 			return err
 		}
 		end = min(end, conv.MaxSeq)
+		begin = max(begin, conv.MinSeq) // seqs below MinSeq were removed by retention
 		tailFrom := conv.MaxSeq - uint64(len(conv.Tail)) + 1
 		var (
 			chunk   []byte

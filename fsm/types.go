@@ -134,6 +134,8 @@ type Result struct {
 	Results        []UIDResult
 	// Replayed is true when the result came from an idempotency record, not a new apply.
 	Replayed bool
+	// Pruned is how many messages a PruneMessages removed.
+	Pruned int
 }
 
 // Error returns the domain error the result carries, or nil.
