@@ -192,8 +192,9 @@ func New(o Options) (*Node, error) {
 	if n.forward == nil {
 		n.forward = newHTTPForwarder(n).forward
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.leaderDuties()
+	go n.retentionDuties()
 	return n, nil
 }
 
