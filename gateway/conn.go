@@ -370,9 +370,10 @@ func (c *conn) replay(conv string) bool {
 		}
 		for i := range msgs {
 			m := &msgs[i]
-			if m.Seq != c.pos[conv]+1 {
+			if m.Seq != c.pos[conv]+1 && !c.goneBefore(conv, m.Seq) {
 				// The store is gap-free; a hole means a bug, and skipping it silently
-				// would break the contract.
+				// would break the contract. Seqs removed by message retention are gone,
+				// not a hole.
 				c.g.log.Error("replay: seq hole", "conversationID", conv, "want", c.pos[conv]+1, "got", m.Seq)
 				c.closeWith(CloseInternal, "message store inconsistent: reconnect and resume")
 				return false
@@ -517,4 +518,15 @@ func (c *conn) handleFrame(data []byte) {
 	default:
 		c.push(outItem{data: errorFrame(f.ReqID, 1001, "unknown frame type "+strconvQuote(f.Type)+": want resume, send, pull or ping")})
 	}
+}
+
+// goneBefore reports whether every seq of conv before seq was removed by message
+// retention: a replay that jumps there skips gone messages, not lost ones.
+func (c *conn) goneBefore(conv string, seq uint64) bool {
+	minSeq, err := c.g.deps.Store.MinSeq(conv)
+	if err != nil {
+		c.g.log.Error("replay: read min seq", "conversationID", conv, "err", err)
+		return false
+	}
+	return seq > c.pos[conv] && seq <= minSeq
 }

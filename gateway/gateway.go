@@ -22,6 +22,9 @@ type Store interface {
 	Group(groupID string) (fsm.Group, error)
 	GroupMembers(groupID string) ([]fsm.GroupMember, error)
 	IsGroupMember(groupID, uid string) (bool, error)
+	// MinSeq is the lowest seq of a conversation that message retention has not removed
+	// (0: none removed); replay skips the seqs below it instead of taking them for a hole.
+	MinSeq(conversationID string) (uint64, error)
 }
 
 // Identity is whom a verified token speaks for.

@@ -74,6 +74,8 @@ func (s *Server) sendMsg(r *request) (any, error) {
 type conversationSeq struct {
 	ConversationID string `json:"conversationID"`
 	MaxSeq         uint64 `json:"maxSeq"`
+	// MinSeq: seqs below it were removed by message retention (0: none was).
+	MinSeq uint64 `json:"minSeq"`
 }
 
 type conversationsResp struct {
@@ -89,9 +91,13 @@ func (s *Server) newestSeq(r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	mins, err := s.minSeqs(seqs)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]conversationSeq, len(seqs))
 	for i, c := range seqs {
-		out[i] = conversationSeq{ConversationID: c.ConversationID, MaxSeq: c.MaxSeq}
+		out[i] = conversationSeq{ConversationID: c.ConversationID, MaxSeq: c.MaxSeq, MinSeq: mins[c.ConversationID]}
 	}
 	return dataResp{conversationsResp{Conversations: out}}, nil
 }
@@ -145,7 +151,7 @@ func (s *Server) pullMsgBySeq(r *request) (any, error) {
 	for i := range msgs {
 		out[i] = msgs[i].View()
 	}
-	return dataResp{out}, nil
+	return s.withMinSeq(conv, out)
 }
 
 // mayReadConversation lets a user token read its own single conversations and those of
