@@ -49,6 +49,11 @@ type conn struct {
 	admin  bool
 	token  string
 	remote net.Addr
+	// platform and id are what presence shows of the connection; since is when it
+	// registered.
+	platform int
+	id       uint64
+	since    time.Time
 
 	// baseline is the user's conversations with their max seq, read right after the
 	// connection registered; it is the starting point of a live-only stream and the list
@@ -81,6 +86,7 @@ type conn struct {
 func newConn(g *Gateway, ws *websocket.Conn, id Identity, uid, token string, remote net.Addr) *conn {
 	return &conn{
 		g: g, ws: ws, uid: uid, admin: id.Admin, token: token, remote: remote,
+		platform: id.Platform, id: g.connIDs.Add(1), since: time.Now(),
 		pos:        map[string]uint64{},
 		wake:       make(chan struct{}, 1),
 		startSig:   make(chan struct{}, 1),

@@ -31,6 +31,8 @@ type Store interface {
 type Identity struct {
 	UID   string
 	Admin bool
+	// Platform is the token's platform (1 iOS ... 7 Linux), shown by presence.
+	Platform int
 }
 
 // AuthError is a failed token check as the client should see it: the API's errCode and
@@ -149,6 +151,9 @@ type Gateway struct {
 	closing  atomic.Bool
 	// cutOff is set while the node has been not ready longer than NotReadyGrace.
 	cutOff atomic.Bool
+
+	// connIDs numbers connections (presence shows the number).
+	connIDs atomic.Uint64
 
 	queue   chan event
 	stop    chan struct{}

@@ -48,7 +48,7 @@ func startGateway(cfg config.Config, gw *gateway.Gateway, f *fsm.FSM, n *node.No
 			if errors.As(err, &e) {
 				return gateway.Identity{}, &gateway.AuthError{Code: e.Code, Msg: e.Msg}
 			}
-			return gateway.Identity{UID: id.UID, Admin: id.Admin}, err
+			return gateway.Identity{UID: id.UID, Admin: id.Admin, Platform: id.Platform}, err
 		},
 		API:   api.Handler(),
 		Ready: n.Ready,
