@@ -76,6 +76,7 @@ type Node struct {
 	followerReads coalescer
 	readyTerm     atomic.Uint64
 
+	presence  atomic.Pointer[presenceHolder]
 	onRemoved atomic.Pointer[func()]
 	removedMu sync.Mutex
 	removed   map[string]time.Time // IDs this leader removed recently (see RecentlyRemoved)
