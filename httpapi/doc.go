@@ -57,7 +57,9 @@
 //     contain '_', si_a_b_b names both a with b_b and a_b with b; a single conversation
 //     that is not in the user's own conversation index (msg/newest_seq) answers [];
 //   - msg/send_msg, which takes manager/send_msg's body and answer, with sendID equal to
-//     the token's uid.
+//     the token's uid;
+//   - user/get_users_online_status for any uids, as in OpenIM: presence is shown beside
+//     every name in a chat app, like the profiles.
 //
 // Every other route with a user token answers 1002. An administrator's token may call all
 // of them for anyone.
@@ -138,11 +140,18 @@
 //   - group/get_joined_group_list {uid} → data [group info as above] sorted by groupID.
 //   - friend/get_friend_list and friend/get_blacklist {ownerUid} → data [uid, ...]: plain
 //     uid strings, sorted; a client gets profiles from user/get_user_info.
-//   - msg/newest_seq {uid} → data {conversations: [{conversationID, maxSeq}]}.
+//   - msg/newest_seq {uid} → data {conversations: [{conversationID, maxSeq, minSeq}]}.
 //   - msg/pull_msg_by_seq {conversationID, beginSeq, endSeq} → data [{conversationID,
 //     seq, msgID, sendID, recvID, sessionType, contentType, content, sendTime,
 //     senderNickName, senderFaceURL}] in seq order, at most 1,000 per call (continue from
-//     the last seq + 1); an unknown conversation answers [].
+//     the last seq + 1); an unknown conversation answers []. Top-level minSeq: the seqs
+//     below it were removed by message retention (0: none was), so a requested seq the
+//     answer lacks is gone, never lost (retention.go).
+//   - user/get_users_online_status {uidList (1-100)} → data [{userID, status
+//     ("online"|"offline"), detailPlatformStatus: [{platform, platformID, status, connID,
+//     nodeID, connectedAt}]}] in the order asked, and top-level unreachableNodes. It is
+//     no read of the state and takes no barrier: the answering node asks every other
+//     server for its WebSocket connections at the call (node.Node.OnlineStatus).
 //
 // uid-keyed reads (ownerUid, uid) answer 1101 for a uid that is not registered.
 // createTime and joinTime are what the FSM stores (log time, Unix nanoseconds).

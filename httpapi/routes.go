@@ -51,6 +51,9 @@ func (s *Server) buildRoutes() map[string]*route {
 		{name: "group/cancel_mute_group_member", method: post, access: accessUser, h: s.cancelMuteGroupMember},
 		{name: "manager/account_check", method: post, access: accessAdmin, h: s.accountCheck},
 
+		// Presence (issue 11): live, asked of every node; any token may ask about anyone.
+		{name: "user/get_users_online_status", method: post, access: accessUser, h: s.getUsersOnlineStatus},
+
 		// Operations.
 		{name: "healthz", method: get, access: accessOpen, h: s.healthz},
 		{name: "readyz", method: get, access: accessOpen, h: s.readyz},
