@@ -28,6 +28,9 @@ type msgWorkload struct {
 
 	mu    sync.Mutex
 	acked map[string]uint64 // highest acknowledged seq per conversation, to aim reads
+
+	// retention is the nodes' messageRetention (0: off), for the checker.
+	retention time.Duration
 }
 
 func newMsgWorkload() *msgWorkload {
@@ -195,6 +198,12 @@ func (w *msgWorkload) pull(cl *client, h *History, conv string, begin, end uint6
 			op.Outcome, op.Err = Fail, fmt.Sprintf("undecodable pull: %v", err)
 			return op
 		}
+		var top struct {
+			MinSeq uint64 `json:"minSeq"`
+		}
+		if err := r.Decode(&top); err == nil {
+			op.MinSeq = top.MinSeq
+		}
 		op.Msgs = []Msg{}
 		for _, m := range ms {
 			op.Msgs = append(op.Msgs, Msg{Seq: m.Seq, MsgID: m.MsgID, Text: m.text(), SendID: m.SendID, SendTime: m.SendTime})
@@ -241,7 +250,13 @@ func (w *msgWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 					break
 				}
 				op.Msgs = append(op.Msgs, p.Msgs...)
+				op.MinSeq = max(op.MinSeq, p.MinSeq)
 				if len(p.Msgs) == 0 {
+					if p.MinSeq > begin {
+						// Retention removed these seqs: go on from the first one kept.
+						begin = p.MinSeq
+						continue
+					}
 					break
 				}
 				begin = p.Msgs[len(p.Msgs)-1].Seq + 1
@@ -253,7 +268,7 @@ func (w *msgWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 }
 
 func (w *msgWorkload) check(ops []Op, _ time.Duration, _ string, _ []porcupine.Annotation) Verdict {
-	return CheckMsgLog(ops)
+	return CheckMsgLogRetention(ops, w.retention)
 }
 
 // sortedKeys returns m's keys in order.
