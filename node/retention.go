@@ -66,6 +66,14 @@ func (n *Node) pruneMessages(retention time.Duration) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
+		go func() {
+			// Shutdown waits for this loop: it must not wait out a propose without quorum.
+			select {
+			case <-n.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		res, err := n.Propose(ctx, cmd)
 		cancel()
 		if err != nil {
