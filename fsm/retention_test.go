@@ -242,7 +242,7 @@ func TestPruneMessagesSnapshotAndReplay(t *testing.T) {
 	}
 
 	restored := mustOpen(t, filepath.Join(t.TempDir(), "fsm.db"), Options{})
-	mustRestore(t, restored, mustSnapshotBytes(t, l.f))
+	mustRestore(t, restored, mustState(t, l.f)) // what a follower installing a snapshot receives
 	replayed := mustOpen(t, filepath.Join(t.TempDir(), "fsm.db"), Options{})
 	for _, e := range l.entries {
 		replayed.Apply(e)
@@ -255,12 +255,6 @@ func TestPruneMessagesSnapshotAndReplay(t *testing.T) {
 			t.Fatalf("%s: digest got %s, want %s", name, got, want)
 		}
 	}
-}
-
-// mustSnapshotBytes is the state a leader sends a follower that installs a snapshot.
-func mustSnapshotBytes(t *testing.T, f *FSM) []byte {
-	t.Helper()
-	return mustState(t, f)
 }
 
 func TestOldestMessageTime(t *testing.T) {
