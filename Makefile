@@ -24,6 +24,8 @@ TLS_CLUSTER := data/cluster-tls
 TLS_CERTS   := $(TLS_CLUSTER)/certs
 # `make jepsen TLS=1` runs the nodes in the secure mode
 TLS       ?=
+# `make jepsen RETENTION=15s` runs the nodes with messageRetention (the msglog checker takes removed messages as gone)
+RETENTION ?=
 
 .PHONY: all build run cluster cluster-stop cluster-clean cluster-tls cluster-tls-stop cluster-tls-clean test test-unit test-blackbox jepsen bench lint fmt clean
 
@@ -98,7 +100,7 @@ test-unit:
 	$(GO) test -race -count=1 -short $(PKGS)
 
 jepsen: build
-	$(BIN)/imjepsen -bin $(BIN)/imnode -nodes $(NODES_N) -duration $(DURATION) -seed $(SEED) -faults $(FAULTS) $(if $(TLS),-tls)
+	$(BIN)/imjepsen -bin $(BIN)/imnode -nodes $(NODES_N) -duration $(DURATION) -seed $(SEED) -faults $(FAULTS) $(if $(TLS),-tls) $(if $(RETENTION),-retention $(RETENTION))
 
 bench: build
 	$(BIN)/imbench -nodes $(BENCH_NODES) -workload $(WORKLOAD) -c $(C) -d $(D) -msg-bytes 300 -convs 1000 \

@@ -138,6 +138,10 @@ type Config struct {
 
 	// IdempotencyRetention is how long an operationID is remembered for deduplication.
 	IdempotencyRetention Duration `yaml:"idempotencyRetention"`
+	// MessageRetention, when above zero, is how long messages are kept: the leader
+	// periodically proposes the removal of messages whose send time (log time) is older.
+	// 0 keeps every message forever.
+	MessageRetention Duration `yaml:"messageRetention"`
 	// MaxBodyBytes caps request bodies; larger ones get HTTP 413.
 	MaxBodyBytes int `yaml:"maxBodyBytes"`
 	// ApplyTimeout bounds how long a write waits for a leader and a commit.
@@ -219,6 +223,7 @@ func Load(args []string) (Config, error) {
 	gossipAddr := fs.String("gossip-addr", c.GossipAddr, "memberlist address (TCP and UDP)")
 	join := fs.String("join", "", "comma-separated gossip addresses of existing members")
 	expect := fs.Int("bootstrap-expect", c.BootstrapExpect, "servers to wait for before bootstrapping a new cluster")
+	retention := fs.String("message-retention", "", "remove messages older than this (e.g. 720h; 0: keep forever)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -268,6 +273,13 @@ func Load(args []string) (Config, error) {
 	if set["bootstrap-expect"] {
 		c.BootstrapExpect = *expect
 	}
+	if set["message-retention"] {
+		d, err := parseDuration(*retention)
+		if err != nil {
+			return c, fmt.Errorf("-message-retention: %w", err)
+		}
+		c.MessageRetention = d
+	}
 	return c, c.Validate()
 }
 
@@ -286,11 +298,33 @@ func applyEnv(c *Config) {
 	if v, ok := os.LookupEnv("IMNODE_JOIN"); ok {
 		c.Join = splitList(v)
 	}
+	if v, ok := os.LookupEnv("IMNODE_MESSAGE_RETENTION"); ok {
+		if d, err := parseDuration(v); err == nil {
+			c.MessageRetention = d
+		} else {
+			// Validate reports it: a retention that was asked for and not understood must
+			// not silently mean "keep forever".
+			c.MessageRetention = -1
+		}
+	}
 	if v, ok := os.LookupEnv("IMNODE_BOOTSTRAP_EXPECT"); ok {
 		if n, err := strconv.Atoi(v); err == nil {
 			c.BootstrapExpect = n
 		}
 	}
+}
+
+// parseDuration reads a duration as the YAML file does: a Go duration string or plain
+// seconds.
+func parseDuration(s string) (Duration, error) {
+	if secs, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return Duration(time.Duration(secs) * time.Second), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (like 500ms, 10s, 720h)", s)
+	}
+	return Duration(v), nil
 }
 
 func splitList(s string) []string {
@@ -326,6 +360,8 @@ func (c Config) Validate() error {
 		return errors.New("maxBodyBytes must be at least 1024")
 	case c.ApplyTimeout <= 0 || c.ReadTimeout <= 0:
 		return errors.New("applyTimeout and readTimeout must be positive")
+	case c.MessageRetention < 0 || c.MessageRetention > 0 && c.MessageRetention.D() < time.Second:
+		return errors.New("messageRetention must be 0 (keep every message) or at least 1s, like 720h; IMNODE_MESSAGE_RETENTION the same")
 	case c.FSMCommitDelay < 0 || c.FSMCommitDelay.D() > time.Second:
 		return errors.New("fsmCommitDelay must be 0 to 1s")
 	case c.Raft.MaxVoters < 1:

@@ -41,6 +41,7 @@ const (
 	CmdDeleteMessages  CommandType = 21
 	CmdMarkAsRead      CommandType = 22
 	CmdSetConversation CommandType = 23
+	CmdPruneMessages   CommandType = 24
 
 	IgnoreUnknownFlag CommandType = 0x80
 )
@@ -93,6 +94,8 @@ func (t CommandType) String() string {
 		return "MarkAsRead"
 	case CmdSetConversation:
 		return "SetConversation"
+	case CmdPruneMessages:
+		return "PruneMessages"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }

@@ -241,7 +241,7 @@ func TestMarkAsRead(t *testing.T) {
 		t.Fatalf("group receipt %+v, want one to the reader only", ns)
 	}
 	seqs, _ := h.f.NewestSeqs("a")
-	if want := []ConversationSeq{{"si_a_b", 2, 2}}; !reflect.DeepEqual(seqs, want) {
+	if want := []ConversationSeq{{ConversationID: "si_a_b", MaxSeq: 2, HasReadSeq: 2}}; !reflect.DeepEqual(seqs, want) {
 		t.Fatalf("a's newest seqs %+v, want %+v", seqs, want)
 	}
 	cs, _ := h.f.Conversations("m1")

@@ -45,6 +45,10 @@
 // PruneIdempotency, proposed periodically by the leader, forgets records older than the
 // retention window, oldest first.
 //
+// PruneMessages, proposed by the leader when messageRetention is set, removes messages
+// older than the retention by the entry's log time, a bounded number per entry; each
+// conversation keeps MinSeq, below which seqs are gone rather than missing (retention.go).
+//
 // # Decisions
 //
 //   - ImportFriends with a single friend uid is all or nothing (ErrSelf, ErrUserNotFound),

@@ -376,6 +376,8 @@ func commandBody(t CommandType) interface{} {
 		return &MarkAsRead{}
 	case CmdSetConversation:
 		return &SetConversation{}
+	case CmdPruneMessages:
+		return &PruneMessages{}
 	}
 	return nil
 }
@@ -458,6 +460,8 @@ func (w *txn) dispatch(t CommandType, body []byte) (*Result, error) {
 		return w.markAsRead(c)
 	case *SetConversation:
 		return w.setConversation(c)
+	case *PruneMessages:
+		return w.pruneMessages(c)
 	}
 	panic(fmt.Sprintf("fsm: no applier for %s", t))
 }

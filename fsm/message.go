@@ -153,7 +153,7 @@ func (f *FSM) NewestSeqs(uid string) ([]ConversationSeq, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, ConversationSeq{ConversationID: id, MaxSeq: conv.MaxSeq, HasReadSeq: st.HasReadSeq})
+			out = append(out, ConversationSeq{ConversationID: id, MaxSeq: conv.MaxSeq, HasReadSeq: st.HasReadSeq, MinSeq: conv.MinSeq})
 		}
 		return nil
 	})
@@ -176,7 +176,8 @@ func (w *txn) addToConv(conversationID string, conv *convRec, key uint64) error 
 }
 
 // PullMessages returns the messages of a conversation with begin <= seq <= end, in seq
-// order, at most limit of them.
+// order, at most limit of them. Seqs below the conversation's MinSeq were removed by
+// retention (see retention.go) and are skipped: see MinSeq.
 //
 // A limit <= 0 or above MaxPull means MaxPull; begin 0 means 1.
 func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) ([]Message, error) {
@@ -199,6 +200,7 @@ func (f *FSM) PullMessages(conversationID string, begin, end uint64, limit int) 
 			return err
 		}
 		end = min(end, conv.MaxSeq)
+		begin = max(begin, conv.MinSeq) // seqs below MinSeq were removed by retention
 		loc := r.locator(conversationID, &conv)
 		for seq := begin; seq <= end && len(out) < limit; seq++ {
 			key := loc.key(seq)

@@ -33,7 +33,7 @@ func TestSendSingle(t *testing.T) {
 	}
 	for _, uid := range []string{"a", "b"} {
 		seqs, _ := h.f.NewestSeqs(uid)
-		if want := []ConversationSeq{{"si_a_b", 1, 0}}; !reflect.DeepEqual(seqs, want) {
+		if want := []ConversationSeq{{ConversationID: "si_a_b", MaxSeq: 1}}; !reflect.DeepEqual(seqs, want) {
 			t.Fatalf("%s's conversations: got %v, want %v", uid, seqs, want)
 		}
 	}
@@ -45,7 +45,7 @@ func TestSendToSelf(t *testing.T) {
 	if r := h.send("a", "a", SessionSingle, "note"); r.Err != "" || r.ConversationID != "si_a_a" {
 		t.Fatalf("got %+v, want success in si_a_a", r)
 	}
-	if seqs, _ := h.f.NewestSeqs("a"); !reflect.DeepEqual(seqs, []ConversationSeq{{"si_a_a", 1, 0}}) {
+	if seqs, _ := h.f.NewestSeqs("a"); !reflect.DeepEqual(seqs, []ConversationSeq{{ConversationID: "si_a_a", MaxSeq: 1}}) {
 		t.Fatalf("got %v, want [si_a_a 1]", seqs)
 	}
 }
@@ -138,7 +138,7 @@ func TestGroupMessageStoredOnce(t *testing.T) {
 	}
 	for _, m := range members {
 		seqs, _ := h.f.NewestSeqs(m.UID)
-		if !reflect.DeepEqual(seqs, []ConversationSeq{{"sg_g", 1, 0}}) {
+		if !reflect.DeepEqual(seqs, []ConversationSeq{{ConversationID: "sg_g", MaxSeq: 1}}) {
 			t.Fatalf("%s's conversations: got %v, want [sg_g 1]", m.UID, seqs)
 		}
 	}
@@ -157,7 +157,7 @@ func TestNewestSeqs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewestSeqs: %v", err)
 	}
-	want := []ConversationSeq{{"sg_busy", 2, 0}, {"sg_quiet", 0, 0}, {"si_a_b", 1, 0}, {"si_a_c", 1, 0}}
+	want := []ConversationSeq{{ConversationID: "sg_busy", MaxSeq: 2}, {ConversationID: "sg_quiet", MaxSeq: 0}, {ConversationID: "si_a_b", MaxSeq: 1}, {ConversationID: "si_a_c", MaxSeq: 1}}
 	if !reflect.DeepEqual(seqs, want) {
 		t.Fatalf("got %v, want %v", seqs, want)
 	}

@@ -179,6 +179,9 @@ type convRec struct {
 	// Tail holds the msglog keys of the newest MaxSeq % seqChunk messages, the chunk not yet
 	// in msgidx (see sendMessage).
 	Tail []uint64
+	// MinSeq is the lowest seq retention has not removed (see retention.go); 0 when it
+	// never removed any.
+	MinSeq uint64
 }
 
 func (w *txn) getConv(conversationID string) (convRec, error) {

@@ -141,6 +141,8 @@ type ConversationSeq struct {
 	ConversationID string
 	MaxSeq         uint64
 	HasReadSeq     uint64
+	// MinSeq: seqs below it were removed by message retention (0: none was).
+	MinSeq uint64
 }
 
 // UIDResult is the per-uid outcome of invite and kick: 0 done, -1 not done.
@@ -165,6 +167,8 @@ type Result struct {
 	Results        []UIDResult
 	// Replayed is true when the result came from an idempotency record, not a new apply.
 	Replayed bool
+	// Pruned is how many messages a PruneMessages removed.
+	Pruned int
 }
 
 // Error returns the domain error the result carries, or nil.

@@ -49,6 +49,11 @@ type conn struct {
 	admin  bool
 	token  string
 	remote net.Addr
+	// platform and id are what presence shows of the connection; since is when it
+	// registered.
+	platform int
+	id       uint64
+	since    time.Time
 
 	// baseline is the user's conversations with their max seq, read right after the
 	// connection registered; it is the starting point of a live-only stream and the list
@@ -81,6 +86,7 @@ type conn struct {
 func newConn(g *Gateway, ws *websocket.Conn, id Identity, uid, token string, remote net.Addr) *conn {
 	return &conn{
 		g: g, ws: ws, uid: uid, admin: id.Admin, token: token, remote: remote,
+		platform: id.Platform, id: g.connIDs.Add(1), since: time.Now(),
 		pos:        map[string]uint64{},
 		wake:       make(chan struct{}, 1),
 		startSig:   make(chan struct{}, 1),
@@ -380,9 +386,10 @@ func (c *conn) replay(conv string) bool {
 		}
 		for i := range msgs {
 			m := &msgs[i]
-			if m.Seq != c.pos[conv]+1 {
+			if m.Seq != c.pos[conv]+1 && !c.goneBefore(conv, m.Seq) {
 				// The store is gap-free; a hole means a bug, and skipping it silently
-				// would break the contract.
+				// would break the contract. Seqs removed by message retention are gone,
+				// not a hole.
 				c.g.log.Error("replay: seq hole", "conversationID", conv, "want", c.pos[conv]+1, "got", m.Seq)
 				c.closeWith(CloseInternal, "message store inconsistent: reconnect and resume")
 				return false
@@ -532,4 +539,15 @@ func (c *conn) handleFrame(data []byte) {
 	default:
 		c.push(outItem{data: errorFrame(f.ReqID, 1001, "unknown frame type "+strconvQuote(f.Type)+": want resume, send, pull or ping")})
 	}
+}
+
+// goneBefore reports whether every seq of conv before seq was removed by message
+// retention: a replay that jumps there skips gone messages, not lost ones.
+func (c *conn) goneBefore(conv string, seq uint64) bool {
+	minSeq, err := c.g.deps.Store.MinSeq(conv)
+	if err != nil {
+		c.g.log.Error("replay: read min seq", "conversationID", conv, "err", err)
+		return false
+	}
+	return seq > c.pos[conv] && seq <= minSeq
 }

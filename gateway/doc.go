@@ -46,7 +46,18 @@
 // A conversation a live-only connection did not have when it connected (a new chat, a
 // group joined later) starts with its first pushed message; a resumed connection gets it
 // from seq 1. A client that tracks the last seq it saw per conversation and resumes with
-// it on every reconnect, to any node, thus sees every message exactly once and in order.
+// it on every reconnect, to any node, thus sees every message exactly once and in order,
+// except messages that message retention removed before the replay reached them: the
+// replay starts at the conversation's minSeq (Store.MinSeq) instead of taking them for a
+// hole, and the client learns minSeq from msg/newest_seq or msg/pull_msg_by_seq.
+//
+// # Presence
+//
+// Online lists this node's connections of some uids, with the token's platform, a
+// per-node connection number and when each registered. The node package asks every node
+// for it to answer user/get_users_online_status for the cluster; a connection is listed
+// from its registration to its unregistration (a clean close or reset at once, a silent
+// client after PongWait).
 //
 // # Connections
 //

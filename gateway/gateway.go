@@ -24,12 +24,17 @@ type Store interface {
 	Group(groupID string) (fsm.Group, error)
 	GroupMembers(groupID string) ([]fsm.GroupMember, error)
 	IsGroupMember(groupID, uid string) (bool, error)
+	// MinSeq is the lowest seq of a conversation that message retention has not removed
+	// (0: none removed); replay skips the seqs below it instead of taking them for a hole.
+	MinSeq(conversationID string) (uint64, error)
 }
 
 // Identity is whom a verified token speaks for.
 type Identity struct {
 	UID   string
 	Admin bool
+	// Platform is the token's platform (1 iOS ... 7 Linux), shown by presence.
+	Platform int
 }
 
 // AuthError is a failed token check as the client should see it: the API's errCode and
@@ -148,6 +153,9 @@ type Gateway struct {
 	closing  atomic.Bool
 	// cutOff is set while the node has been not ready longer than NotReadyGrace.
 	cutOff atomic.Bool
+
+	// connIDs numbers connections (presence shows the number).
+	connIDs atomic.Uint64
 
 	queue   chan event
 	stop    chan struct{}

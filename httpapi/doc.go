@@ -72,6 +72,8 @@
 //   - msg/revoke_msg, msg/delete_msgs, msg/mark_as_read,
 //     conversation/get_all_conversations and conversation/set_conversation for itself,
 //     as their sections say.
+//   - user/get_users_online_status for any uids, as in OpenIM: presence is shown beside
+//     every name in a chat app, like the profiles.
 //
 // Every other route with a user token answers 1002. An administrator's token may call all
 // of them for anyone.
@@ -164,14 +166,21 @@
 //   - manager/account_check {uidList} (or checkUidList) → data {results: [{userID,
 //     accountStatus: "registered"|"unregistered"}]} in list order; administrators only.
 //   - msg/newest_seq {uid} → data {conversations: [{conversationID, maxSeq,
-//     hasReadSeq}]}.
+//     hasReadSeq, minSeq}]}.
 //   - msg/pull_msg_by_seq {conversationID, beginSeq, endSeq} → data [{conversationID,
 //     seq, msgID, sendID, recvID, sessionType, contentType, content, sendTime,
 //     senderNickName, senderFaceURL}] in seq order, at most 1,000 per call (continue from
 //     the last seq + 1); an unknown conversation answers []. Revoked messages carry
 //     "revoked": true; the seqs the viewer deleted (msg/delete_msgs) carry "deleted": true
 //     without content. The viewer is the token's user, or for an administrator the
-//     optional uid (none: the stored messages, no deletions applied).
+//     optional uid (none: the stored messages, no deletions applied). Top-level minSeq:
+//     the seqs below it were removed by message retention (0: none was), so a requested
+//     seq the answer lacks is gone, never lost (retention.go).
+//   - user/get_users_online_status {uidList (1-100)} → data [{userID, status
+//     ("online"|"offline"), detailPlatformStatus: [{platform, platformID, status, connID,
+//     nodeID, connectedAt}]}] in the order asked, and top-level unreachableNodes. It is
+//     no read of the state and takes no barrier: the answering node asks every other
+//     server for its WebSocket connections at the call (node.Node.OnlineStatus).
 //
 // uid-keyed reads (ownerUid, uid) answer 1101 for a uid that is not registered.
 // createTime and joinTime are what the FSM stores (log time, Unix nanoseconds).

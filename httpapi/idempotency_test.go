@@ -23,7 +23,7 @@ func TestSameOperationIDOneEffect(t *testing.T) {
 		t.Fatalf("the repeat was proposed again")
 	}
 	r := e.ok("msg/newest_seq", e.admin, map[string]any{"uid": "alice"})
-	if string(r.Data) != `{"conversations":[{"conversationID":"si_alice_bob","maxSeq":1,"hasReadSeq":0}]}` {
+	if string(r.Data) != `{"conversations":[{"conversationID":"si_alice_bob","maxSeq":1,"hasReadSeq":0,"minSeq":0}]}` {
 		t.Fatalf("after a repeated send: got %s, want one message", r.Data)
 	}
 
@@ -35,7 +35,7 @@ func TestSameOperationIDOneEffect(t *testing.T) {
 	// The same body on another route is another operation too.
 	e.ok("msg/send_msg", e.token("alice"), send)
 	r = e.ok("msg/newest_seq", e.admin, map[string]any{"uid": "alice"})
-	if string(r.Data) != `{"conversations":[{"conversationID":"si_alice_bob","maxSeq":3,"hasReadSeq":0}]}` {
+	if string(r.Data) != `{"conversations":[{"conversationID":"si_alice_bob","maxSeq":3,"hasReadSeq":0,"minSeq":0}]}` {
 		t.Fatalf("got %s, want three messages", r.Data)
 	}
 
@@ -80,7 +80,7 @@ func TestRetryOnAnotherNode(t *testing.T) {
 		t.Fatalf("the follower proposed %d times, want 1 (its local record was missing)", fb.proposals.Load())
 	}
 	r := leader.ok("msg/newest_seq", leader.admin, map[string]any{"uid": "alice"})
-	if string(r.Data) != `{"conversations":[{"conversationID":"si_alice_bob","maxSeq":1,"hasReadSeq":0}]}` {
+	if string(r.Data) != `{"conversations":[{"conversationID":"si_alice_bob","maxSeq":1,"hasReadSeq":0,"minSeq":0}]}` {
 		t.Fatalf("got %s, want one message", r.Data)
 	}
 }

@@ -75,6 +75,8 @@ type conversationSeq struct {
 	ConversationID string `json:"conversationID"`
 	MaxSeq         uint64 `json:"maxSeq"`
 	HasReadSeq     uint64 `json:"hasReadSeq"`
+	// MinSeq: seqs below it were removed by message retention (0: none was).
+	MinSeq uint64 `json:"minSeq"`
 }
 
 type conversationsResp struct {
@@ -92,7 +94,7 @@ func (s *Server) newestSeq(r *request) (any, error) {
 	}
 	out := make([]conversationSeq, len(seqs))
 	for i, c := range seqs {
-		out[i] = conversationSeq{ConversationID: c.ConversationID, MaxSeq: c.MaxSeq, HasReadSeq: c.HasReadSeq}
+		out[i] = conversationSeq{ConversationID: c.ConversationID, MaxSeq: c.MaxSeq, HasReadSeq: c.HasReadSeq, MinSeq: c.MinSeq}
 	}
 	return dataResp{conversationsResp{Conversations: out}}, nil
 }
@@ -173,7 +175,7 @@ func (s *Server) pullMsgBySeq(r *request) (any, error) {
 			}
 		}
 	}
-	return dataResp{out}, nil
+	return s.withMinSeq(conv, out)
 }
 
 // mayReadConversation lets a user token read its own single conversations and those of

@@ -59,6 +59,9 @@ func (s *Server) buildRoutes() map[string]*route {
 		{name: "conversation/get_all_conversations", method: post, access: accessUser, h: s.getAllConversations},
 		{name: "conversation/set_conversation", method: post, access: accessUser, h: s.setConversation},
 
+		// Presence (issue 11): live, asked of every node; any token may ask about anyone.
+		{name: "user/get_users_online_status", method: post, access: accessUser, h: s.getUsersOnlineStatus},
+
 		// Operations.
 		{name: "healthz", method: get, access: accessOpen, h: s.healthz},
 		{name: "readyz", method: get, access: accessOpen, h: s.readyz},

@@ -49,6 +49,9 @@ type Backend interface {
 	// Ready reports whether the node belongs to a cluster with a known leader and has
 	// caught up.
 	Ready() bool
+	// OnlineStatus returns the WebSocket connections of uids on every node that answers
+	// within a short timeout, and the nodes that did not (see node.Node.OnlineStatus).
+	OnlineStatus(ctx context.Context, uids []string) (node.Presence, error)
 }
 
 // Server is the HTTP API of one node.

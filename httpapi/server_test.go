@@ -42,6 +42,7 @@ type fakeBackend struct {
 	removeServerFn   func(ctx context.Context, id string) error
 	backupFn         func(w io.Writer) error
 	internalFn       func(path string, body []byte) (int, []byte)
+	onlineFn         func(ctx context.Context, uids []string) (node.Presence, error)
 
 	ready     atomic.Bool
 	proposals atomic.Int64
@@ -120,6 +121,13 @@ func (b *fakeBackend) HandleInternal(path string, body []byte) (int, []byte) {
 }
 
 func (b *fakeBackend) Ready() bool { return b.ready.Load() }
+
+func (b *fakeBackend) OnlineStatus(ctx context.Context, uids []string) (node.Presence, error) {
+	if b.onlineFn != nil {
+		return b.onlineFn(ctx, uids)
+	}
+	return node.Presence{}, nil
+}
 
 func mustFakeBackend(t *testing.T) *fakeBackend {
 	t.Helper()

@@ -83,6 +83,9 @@ type Cluster struct {
 	// With TLS (UseTLS): every node's config file and the clients' TLS settings.
 	config  string
 	tlsConf *tls.Config
+
+	// Args are further flags for every node start (e.g. -message-retention).
+	Args []string
 }
 
 // firstIP is the last byte of the first node's address: nodes use 127.0.0.11, .12, ...
@@ -255,6 +258,7 @@ func (c *Cluster) Start(n *Node) error {
 	if c.config != "" {
 		args = append(args, "-config", c.config)
 	}
+	args = append(args, c.Args...)
 	fmt.Fprintf(lf, "==== jepsen: start %s %s\n", c.bin, strings.Join(args, " "))
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf

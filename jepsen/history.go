@@ -30,6 +30,9 @@ type Msg struct {
 	SendTime int64  `json:"sendTime,omitempty"`
 	// Revoked: a read answered the message revoked (its content replaced by the marker).
 	Revoked bool `json:"revoked,omitempty"`
+	// Gone marks a seq removed by message retention (see msgretention.go): a placeholder
+	// with no content, never a message of its own.
+	Gone bool `json:"gone,omitempty"`
 }
 
 // Op is one client operation: its invocation, its completion and what it returned.
@@ -61,6 +64,8 @@ type Op struct {
 	End    uint64            `json:"end,omitempty"`
 	Msgs   []Msg             `json:"msgs,omitempty"`
 	MaxSeq map[string]uint64 `json:"maxSeq,omitempty"`
+	// MinSeq is the minSeq a pull answered: the seqs below it were removed by retention.
+	MinSeq uint64 `json:"minSeq,omitempty"`
 }
 
 // History collects the operations of one run. It is safe for concurrent use.

@@ -67,14 +67,15 @@ func (w *testWriter) Write(p []byte) (int, error) {
 
 // TestShortRun is the fault-injection run of every `make test`: three nodes in the secure
 // mode (mutual TLS, HTTPS, gossip key), every workload, 50 s of faults in a seeded order
-// that goes through every kind; every checker must pass.
+// that goes through every kind, with a message retention of 20 s (the msglog checker sees
+// old messages go); every checker must pass.
 func TestShortRun(t *testing.T) {
 	bin := needEnv(t)
 	s := seed(t)
 	t.Logf("seed %d (replay with IMJEPSEN_SEED=%d)", s, s)
 	res, err := Run(context.Background(), Config{
 		Bin: bin, Nodes: 3, Duration: 50 * time.Second, Seed: s, OutDir: "runs", Clients: 2,
-		Faults: AllFaults, TLS: true,
+		Faults: AllFaults, TLS: true, Retention: 20 * time.Second,
 		QuietMin: time.Second, QuietMax: 3 * time.Second, HoldMin: 2 * time.Second, HoldMax: 5 * time.Second,
 		CheckTimeout: time.Minute, Log: logTo(t),
 	})

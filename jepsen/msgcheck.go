@@ -3,6 +3,7 @@ package jepsen
 import (
 	"fmt"
 	"sort"
+	"time"
 )
 
 // CheckMsgLog checks the message-log operations of a history:
@@ -18,8 +19,15 @@ import (
 //   - reads taken during the run agree with the final sequence and are not stale: they
 //     see every send acknowledged before they were invoked;
 //   - revokes keep the seq and msgID of their message (see resolveRevokes).
-func CheckMsgLog(ops []Op) Verdict {
+func CheckMsgLog(ops []Op) Verdict { return checkMsgLog(ops, 0) }
+
+func checkMsgLog(ops []Op, retention time.Duration) Verdict {
 	v := Verdict{Checker: "msglog", Valid: true}
+	if retention > 0 {
+		ops = applyRetention(&v, ops, retention)
+	}
+	// After retention: a removed message is a gone placeholder, which no revoke check asks
+	// to be revoked.
 	ops = resolveRevokes(&v, ops)
 	sends := map[string]*Op{} // by tag
 	finals := map[string]map[string][]Msg{}
@@ -119,8 +127,8 @@ func CheckMsgLog(ops []Op) Verdict {
 	if !v.Valid {
 		verdict = fmt.Sprintf("INVALID (%d problems)", len(v.Problems))
 	}
-	v.Summary = fmt.Sprintf("%s: %d conversations, %d messages on each of %d nodes; sends ok %d, unknown %d (%d of them landed), failed %d; %s; %d reads checked",
-		verdict, len(logs), total, nodes, ok, unknown, landed, fail, revokeSummary(ops), len(reads))
+	v.Summary = fmt.Sprintf("%s: %d conversations, %d messages on each of %d nodes%s; sends ok %d, unknown %d (%d of them landed), failed %d; %s; %d reads checked",
+		verdict, len(logs), total, nodes, retentionSummary(retention, logs), ok, unknown, landed, fail, revokeSummary(ops), len(reads))
 	return v
 }
 
@@ -152,6 +160,9 @@ func checkSequence(v *Verdict, conv string, log []Msg, sends map[string]*Op) {
 	}
 	var present []placed
 	for i, m := range log {
+		if m.Gone {
+			continue
+		}
 		if s, dup := seen[m.Text]; dup {
 			v.problem("%s: message %q appears twice (seqs %d and %d): duplicated", conv, m.Text, s, m.Seq)
 		}
@@ -206,6 +217,9 @@ func checkAcks(v *Verdict, sends map[string]*Op, logs map[string][]Msg) {
 		log, known := logs[op.Key]
 		if !known {
 			continue // no node answered the final read of this conversation (reported)
+		}
+		if goneAt(log, op.Ack.Seq) {
+			continue // removed by retention, not before its time (applyRetention)
 		}
 		found := 0
 		for _, m := range log {
@@ -265,17 +279,21 @@ func checkReads(v *Verdict, reads []Op, sends map[string]*Op, logs map[string][]
 			if !known {
 				continue
 			}
+			first := readStart(r)
 			for i, m := range r.Msgs {
-				if m.Seq != r.Begin+uint64(i) {
+				if m.Seq != first+uint64(i) {
 					v.problem("read %d of %s [%d,%d] on %s: position %d holds seq %d", r.ID, r.Key, r.Begin, r.End, r.Node, i, m.Seq)
 					break
+				}
+				if goneAt(log, m.Seq) {
+					continue // read before retention removed it everywhere
 				}
 				if m.Seq > uint64(len(log)) || log[m.Seq-1].MsgID != m.MsgID || log[m.Seq-1].Text != m.Text {
 					v.problem("read %d of %s on %s saw seq %d = %q (%s), which the final sequence does not hold there", r.ID, r.Key, r.Node, m.Seq, m.Text, m.MsgID)
 				}
 			}
 			hi, who := highestBefore(r.Key, r.Invoke)
-			seen := r.Begin + uint64(len(r.Msgs)) - 1
+			seen := first + uint64(len(r.Msgs)) - 1
 			if hi >= r.Begin && seen < hi && seen < r.End {
 				v.problem("stale read %d of %s [%d,%d] on %s: ends at seq %d although %q had been acknowledged at seq %d", r.ID, r.Key, r.Begin, r.End, r.Node, seen, who.Value, hi)
 			}

@@ -30,6 +30,9 @@ type msgWorkload struct {
 	acked map[string]uint64 // highest acknowledged seq per conversation, to aim reads
 	// ackedMsgs are the acknowledged sends, the targets of revokes.
 	ackedMsgs []revokeTarget
+
+	// retention is the nodes' messageRetention (0: off), for the checker.
+	retention time.Duration
 }
 
 func newMsgWorkload() *msgWorkload {
@@ -201,6 +204,12 @@ func (w *msgWorkload) pull(cl *client, h *History, conv string, begin, end uint6
 			op.Outcome, op.Err = Fail, fmt.Sprintf("undecodable pull: %v", err)
 			return op
 		}
+		var top struct {
+			MinSeq uint64 `json:"minSeq"`
+		}
+		if err := r.Decode(&top); err == nil {
+			op.MinSeq = top.MinSeq
+		}
 		op.Msgs = []Msg{}
 		for _, m := range ms {
 			msg := Msg{Seq: m.Seq, MsgID: m.MsgID, Text: m.text(), SendID: m.SendID, SendTime: m.SendTime, Revoked: m.Revoked}
@@ -251,7 +260,13 @@ func (w *msgWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 					break
 				}
 				op.Msgs = append(op.Msgs, p.Msgs...)
+				op.MinSeq = max(op.MinSeq, p.MinSeq)
 				if len(p.Msgs) == 0 {
+					if p.MinSeq > begin {
+						// Retention removed these seqs: go on from the first one kept.
+						begin = p.MinSeq
+						continue
+					}
 					break
 				}
 				begin = p.Msgs[len(p.Msgs)-1].Seq + 1
@@ -263,7 +278,7 @@ func (w *msgWorkload) final(c *Cluster, h *History, rng *rand.Rand) {
 }
 
 func (w *msgWorkload) check(ops []Op, _ time.Duration, _ string, _ []porcupine.Annotation) Verdict {
-	return CheckMsgLog(ops)
+	return CheckMsgLogRetention(ops, w.retention)
 }
 
 // sortedKeys returns m's keys in order.

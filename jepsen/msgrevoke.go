@@ -53,7 +53,8 @@ func (w *msgWorkload) revoke(cl *client, h *History) Op {
 //   - a revoked message that no revoke (ok or unknown) of that seq and msgID can explain,
 //     or whose msgID no acknowledged send had;
 //   - an acknowledged revoke, or one a read saw, whose message is not revoked in a final
-//     read, or is revoked with another msgID there (a revoke keeps the seq and the msgID);
+//     read, or is revoked with another msgID there (a revoke keeps the seq and the msgID),
+//     unless retention has removed it since (a gone placeholder);
 //   - a read invoked after a revoke was acknowledged that still sees the message's content.
 //
 // Reads of the history are copied before their text is changed.
@@ -118,7 +119,7 @@ func resolveRevokes(v *Verdict, ops []Op) []Op {
 			continue
 		}
 		for k, id := range seenRevoked {
-			if k.conv == f.Key && k.seq <= uint64(len(f.Msgs)) && f.Msgs[k.seq-1].Seq == k.seq && !f.Msgs[k.seq-1].Revoked {
+			if k.conv == f.Key && k.seq <= uint64(len(f.Msgs)) && f.Msgs[k.seq-1].Seq == k.seq && !f.Msgs[k.seq-1].Revoked && !f.Msgs[k.seq-1].Gone {
 				v.problem("%s on %s: seq %d is not revoked, but read %d saw it revoked: the revoke was lost", f.Key, f.Node, k.seq, id)
 			}
 		}
@@ -130,7 +131,7 @@ func resolveRevokes(v *Verdict, ops []Op) []Op {
 				if key > uint64(len(f.Msgs)) || f.Msgs[key-1].Seq != key {
 					continue // missing or misplaced: reported as lost or as a gap
 				}
-				if m := f.Msgs[key-1]; !m.Revoked || m.MsgID != r.Ack.MsgID {
+				if m := f.Msgs[key-1]; !m.Gone && (!m.Revoked || m.MsgID != r.Ack.MsgID) {
 					v.problem("%s on %s: seq %d (%s, revoked=%v) after revoke op %d of %s was acknowledged", f.Key, f.Node, key, m.MsgID, m.Revoked, r.ID, r.Ack.MsgID)
 				}
 			}

@@ -38,6 +38,10 @@ type Config struct {
 	TLS bool
 	// Clients is the number of concurrent clients per workload (default 3).
 	Clients int
+	// Retention, when above zero, runs the nodes with messageRetention set to it: the
+	// msglog checker then takes messages removed by retention as gone, not lost, and checks
+	// that none went before its time.
+	Retention time.Duration
 	// CheckTimeout bounds each porcupine check (default 2 minutes); a timeout fails.
 	CheckTimeout time.Duration
 	// HoldMin/HoldMax bound how long a fault lasts, QuietMin/QuietMax the pause between
@@ -178,6 +182,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer c.Shutdown()
+	if cfg.Retention > 0 {
+		c.Args = append(c.Args, "-message-retention", cfg.Retention.String())
+	}
 	if cfg.TLS {
 		if err := c.UseTLS(); err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
@@ -231,7 +238,9 @@ func runPhases(ctx context.Context, cfg Config, c *Cluster, network *Net, h *His
 		case "set":
 			wls = append(wls, newSetWorkload())
 		case "msglog":
-			wls = append(wls, newMsgWorkload())
+			w := newMsgWorkload()
+			w.retention = cfg.Retention
+			wls = append(wls, w)
 		default:
 			return fmt.Errorf("unknown workload %q", name)
 		}

@@ -76,6 +76,7 @@ type Node struct {
 	followerReads coalescer
 	readyTerm     atomic.Uint64
 
+	presence  atomic.Pointer[presenceHolder]
 	onRemoved atomic.Pointer[func()]
 	removedMu sync.Mutex
 	removed   map[string]time.Time // IDs this leader removed recently (see RecentlyRemoved)
@@ -192,8 +193,9 @@ func New(o Options) (*Node, error) {
 	if n.forward == nil {
 		n.forward = newHTTPForwarder(n).forward
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.leaderDuties()
+	go n.retentionDuties()
 	return n, nil
 }
 

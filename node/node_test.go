@@ -40,6 +40,12 @@ func testConfig(id string) config.Config {
 
 func mustCluster(t *testing.T, size int) *testCluster {
 	t.Helper()
+	return mustClusterWith(t, size, nil)
+}
+
+// mustClusterWith is mustCluster with each node's configuration changed by mod.
+func mustClusterWith(t *testing.T, size int, mod func(*config.Config)) *testCluster {
+	t.Helper()
 	tc := &testCluster{t: t, cut: map[string]bool{}}
 	servers := map[string]string{}
 	for i := 0; i < size; i++ {
@@ -59,6 +65,9 @@ func mustCluster(t *testing.T, size int) *testCluster {
 		id := fmt.Sprintf("n%d", i+1)
 		cfg := testConfig(id)
 		cfg.DataDir = t.TempDir()
+		if mod != nil {
+			mod(&cfg)
+		}
 		f, err := fsm.Open(cfg.DataDir+"/fsm.db", fsm.Options{})
 		if err != nil {
 			t.Fatal(err)

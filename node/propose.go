@@ -286,6 +286,8 @@ func (n *Node) HandleInternal(path string, body []byte) (int, []byte) {
 		}
 	case PathStatus:
 		rep.Index, rep.Last = n.fsm.AppliedIndex(), n.raft.LastIndex()
+	case PathPresence:
+		return n.servePresence(body)
 	case PathRemove:
 		var err error
 		if !n.IsLeader() {

@@ -48,10 +48,18 @@ func startGateway(cfg config.Config, gw *gateway.Gateway, f *fsm.FSM, n *node.No
 			if errors.As(err, &e) {
 				return gateway.Identity{}, &gateway.AuthError{Code: e.Code, Msg: e.Msg}
 			}
-			return gateway.Identity{UID: id.UID, Admin: id.Admin}, err
+			return gateway.Identity{UID: id.UID, Admin: id.Admin, Platform: id.Platform}, err
 		},
 		API:   api.Handler(),
 		Ready: n.Ready,
+	})
+	n.SetPresence(func(uids []string) []node.Conn {
+		local := gw.Online(uids)
+		out := make([]node.Conn, len(local))
+		for i, c := range local {
+			out[i] = node.Conn{UID: c.UID, Platform: c.Platform, ConnID: c.ConnID, Since: c.Since.UnixNano()}
+		}
+		return out
 	})
 	api.Handle(fasthttp.MethodGet, "/ws", gw.ServeWS)
 	api.Handle(fasthttp.MethodGet, "/demo", gw.ServeDemo)
