@@ -47,7 +47,7 @@ func TestPullAnswersRetainedSeqsAsGone(t *testing.T) {
 			t.Fatalf("pull of gone seqs: got minSeq %d, want 6", minSeq)
 		}
 		r = e.ok("msg/newest_seq", tok, map[string]any{"uid": "alice"})
-		if want := `{"conversations":[{"conversationID":"si_alice_bob","maxSeq":6,"minSeq":6}]}`; string(r.Data) != want {
+		if want := `{"conversations":[{"conversationID":"si_alice_bob","maxSeq":6,"hasReadSeq":0,"minSeq":6}]}`; string(r.Data) != want {
 			t.Fatalf("newest_seq: got %s, want %s", r.Data, want)
 		}
 	}
