@@ -42,6 +42,8 @@ const (
 
 func (t CommandType) String() string {
 	switch t &^ IgnoreUnknownFlag {
+	case CmdBatch:
+		return "Batch"
 	case CmdRegisterUser:
 		return "RegisterUser"
 	case CmdUpdateUser:

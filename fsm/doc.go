@@ -6,7 +6,7 @@
 // One bbolt file, one bucket per table: meta (the applied index), users, friends (both
 // directions), blacklist and its reverse index blockedby, groups, members, usergroups,
 // convs (max seq, last send time and the newest msglog keys per conversation), userconvs (a
-// user's single chats), msglog (messages by the raft index of their send), msgidx (full
+// user's single chats), msglog (messages by the id of their send: its raft index, see batch.go), msgidx (full
 // chunks of 16 msglog keys per conversation) and idemlog. A key that names two things joins
 // them with a NUL byte ("owner\x00friend", "conversationID\x00<big-endian chunk>"), so a
 // prefix scan lists one owner's rows in order; uids and groupIDs with a NUL are rejected to
