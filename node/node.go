@@ -70,6 +70,7 @@ type Node struct {
 	hasState atomic.Bool
 	forward  ForwardFunc
 	batcher  *forwardBatcher
+	packer   *packer
 	members  atomic.Pointer[memberHolder]
 
 	leaderReads   coalescer
@@ -189,6 +190,7 @@ func New(o Options) (*Node, error) {
 		n.metrics.commitSeconds.Observe(d.Seconds())
 	})
 	n.batcher = &forwardBatcher{n: n}
+	n.packer = &packer{n: n}
 	if n.forward == nil {
 		n.forward = newHTTPForwarder(n).forward
 	}
