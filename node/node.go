@@ -99,6 +99,7 @@ func New(o Options) (*Node, error) {
 		n.log = slog.Default()
 	}
 	n.metrics = newMetrics()
+	n.packer = newPacker(n)
 	n.leaderReads.fetch = n.leaderReadIndex
 	n.followerReads.fetch = n.forwardReadIndex
 
@@ -179,7 +180,7 @@ func New(o Options) (*Node, error) {
 		return nil, err
 	}
 	n.hasState.Store(hasState)
-	r, err := raft.NewRaft(rc, &observedFSM{FSM: n.fsm, m: n.metrics}, logs, stable, snaps, n.trans)
+	r, err := raft.NewRaft(rc, &observedFSM{FSM: n.fsm, m: n.metrics}, storeSignal{LogStore: logs, p: n.packer}, stable, snaps, n.trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -190,7 +191,6 @@ func New(o Options) (*Node, error) {
 		n.metrics.commitSeconds.Observe(d.Seconds())
 	})
 	n.batcher = &forwardBatcher{n: n}
-	n.packer = &packer{n: n}
 	if n.forward == nil {
 		n.forward = newHTTPForwarder(n).forward
 	}

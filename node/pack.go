@@ -6,22 +6,29 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/imnode/imnode/fsm"
 )
 
 // Command packing on the leader (see fsm/batch.go for how a batch applies).
 //
 // Every write the leader proposes, its own and those a follower forwarded, goes through one
-// queue. At most maxPackInflight entries are in raft at once; while they are, new writes
-// wait in the queue, and the next entry packs every write waiting then (up to
-// maxPackCommands and the body limit) into one fsm.CmdBatch. A write alone in the queue is
-// proposed as it is, so a quiet cluster sees the same entries as before. The raft log, its
-// fsyncs, replication and the followers' appends are so paid per entry, not per write.
+// queue, and one sender goroutine proposes what is queued as one entry (an fsm.CmdBatch of
+// up to maxPackCommands and the body limit; a write alone as itself). It proposes the next
+// entry once raft has written the previous one to this node's log (storeSignal sees it
+// pass through StoreLogs): while the leader's disk is busy, writes wait and are packed
+// together, and the next append carries all of them. That is group commit aligned with
+// raft's own appends: a write waits at most one append of the leader's log, not a whole
+// commit round, and the raft log, its fsyncs, replication and the followers' appends are
+// paid per entry, not per write. A quiet cluster sees the same entries as before.
 const (
 	// maxPackCommands bounds the commands of one entry.
 	maxPackCommands = 256
-	// maxPackInflight is how many entries the packer keeps in raft at once.
-	maxPackInflight = 4
+	// maxPackHold bounds how long the sender waits for the previous entry to be stored
+	// before it proposes the next anyway (an entry that never reaches the log, say after
+	// a lost leadership, must not hold the queue).
+	maxPackHold = 20 * time.Millisecond
 )
 
 type packed struct {
@@ -35,7 +42,23 @@ type packer struct {
 
 	mu      sync.Mutex
 	queue   []*packed
-	senders int
+	running bool
+	// unstored holds the first data byte of each proposed entry that has not reached this
+	// node's log yet (raft stores the slice given to Apply as the entry's Data).
+	unstored map[*byte]struct{}
+	last     time.Time // when the last entry was proposed
+	wake     chan struct{}
+}
+
+func newPacker(n *Node) *packer {
+	return &packer{n: n, unstored: map[*byte]struct{}{}, wake: make(chan struct{}, 1)}
+}
+
+func (p *packer) signal() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 }
 
 // submit queues cmds together (a forwarded batch stays in one entry when it fits) and
@@ -47,12 +70,35 @@ func (p *packer) submit(cmds [][]byte) []*packed {
 	}
 	p.mu.Lock()
 	p.queue = append(p.queue, out...)
-	if p.senders < maxPackInflight {
-		p.senders++
+	if !p.running {
+		p.running = true
 		go p.send()
 	}
 	p.mu.Unlock()
 	return out
+}
+
+// stored is called with the entries raft has just written to this node's log.
+func (p *packer) stored(logs []*raft.Log) {
+	p.mu.Lock()
+	n := len(p.unstored)
+	for _, l := range logs {
+		if n > 0 && l.Type == raft.LogCommand && len(l.Data) > 0 {
+			delete(p.unstored, &l.Data[0])
+		}
+	}
+	freed := len(p.unstored) < n
+	p.mu.Unlock()
+	if freed {
+		p.signal()
+	}
+}
+
+func (p *packer) forget(data []byte) {
+	p.mu.Lock()
+	delete(p.unstored, &data[0])
+	p.mu.Unlock()
+	p.signal()
 }
 
 // wait returns the reply of w, or replyUnknown once ctx ends (the write may still apply).
@@ -65,24 +111,82 @@ func (w *packed) wait(ctx context.Context) internalReply {
 	}
 }
 
-// send proposes what is queued, one entry at a time, until the queue is empty.
+// send proposes what is queued, an entry at a time, each once the previous one is stored
+// (or maxPackHold has passed), until the queue is empty.
 func (p *packer) send() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
 		p.mu.Lock()
-		k := p.takeable()
-		if k == 0 {
-			p.senders--
+		if len(p.queue) == 0 {
+			p.running = false
 			p.mu.Unlock()
 			return
 		}
+		if hold := maxPackHold - time.Since(p.last); len(p.unstored) > 0 && hold > 0 {
+			p.mu.Unlock()
+			timer.Reset(hold)
+			select {
+			case <-p.wake:
+			case <-timer.C:
+			}
+			timer.Stop()
+			continue
+		}
+		k := p.takeable()
 		batch := p.queue[:k:k]
 		p.queue = p.queue[k:]
 		p.mu.Unlock()
-		replies := p.n.applyEntry(batch)
-		for i, w := range batch {
-			w.done <- replies[i]
+		data, err := packEntry(batch)
+		if err != nil {
+			answer(batch, allReplies(len(batch), replyError, err))
+			continue
+		}
+		p.n.metrics.entryCommands.Observe(float64(len(batch)))
+		start := time.Now()
+		p.mu.Lock()
+		f := p.n.raft.Apply(data, p.n.cfg.ApplyTimeout.D())
+		p.unstored[&data[0]] = struct{}{}
+		p.last = time.Now()
+		p.mu.Unlock()
+		go func() {
+			replies := p.n.entryReplies(f, len(batch), start)
+			p.forget(data)
+			answer(batch, replies)
+		}()
+	}
+}
+
+func answer(batch []*packed, replies []internalReply) {
+	for i, w := range batch {
+		w.done <- replies[i]
+	}
+}
+
+func allReplies(n int, status uint8, err error) []internalReply {
+	out := make([]internalReply, n)
+	for i := range out {
+		out[i].Status = status
+		if err != nil {
+			out[i].Err = err.Error()
 		}
 	}
+	return out
+}
+
+// packEntry is the entry of batch: its command alone, or an fsm.CmdBatch of them all.
+func packEntry(batch []*packed) ([]byte, error) {
+	if len(batch) == 1 {
+		if len(batch[0].cmd) == 0 {
+			return nil, fmt.Errorf("empty command")
+		}
+		return batch[0].cmd, nil
+	}
+	cmds := make([][]byte, len(batch))
+	for i, w := range batch {
+		cmds[i] = w.cmd
+	}
+	return fsm.EncodeBatch(cmds)
 }
 
 // takeable is how many queued writes the next entry carries: at most maxPackCommands, and
@@ -99,37 +203,30 @@ func (p *packer) takeable() int {
 	return len(p.queue)
 }
 
-// applyEntry proposes batch as one entry (a command alone as itself) and waits for it.
-func (n *Node) applyEntry(batch []*packed) []internalReply {
-	out := make([]internalReply, len(batch))
-	all := func(status uint8, err error) []internalReply {
-		for i := range out {
-			out[i].Status = status
-			if err != nil {
-				out[i].Err = err.Error()
-			}
-		}
-		return out
+// storeSignal tells the packer which entries raft has written to this node's log.
+type storeSignal struct {
+	raft.LogStore
+	p *packer
+}
+
+func (s storeSignal) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+func (s storeSignal) StoreLogs(logs []*raft.Log) error {
+	err := s.LogStore.StoreLogs(logs)
+	if err == nil {
+		s.p.stored(logs)
 	}
-	data := batch[0].cmd
-	if len(batch) > 1 {
-		cmds := make([][]byte, len(batch))
-		for i, w := range batch {
-			cmds[i] = w.cmd
-		}
-		var err error
-		if data, err = fsm.EncodeBatch(cmds); err != nil {
-			return all(replyError, err)
-		}
-	}
-	n.metrics.entryCommands.Observe(float64(len(batch)))
-	start := time.Now()
-	f := n.raft.Apply(data, n.cfg.ApplyTimeout.D())
+	return err
+}
+
+// entryReplies waits for the entry of n commands proposed at start and sorts its outcome
+// into a reply per command.
+func (n *Node) entryReplies(f raft.ApplyFuture, count int, start time.Time) []internalReply {
 	if err := f.Error(); err != nil {
 		if notApplied(err) {
-			return all(replyNotApplied, nil)
+			return allReplies(count, replyNotApplied, nil)
 		}
-		return all(replyUnknown, nil)
+		return allReplies(count, replyUnknown, nil)
 	}
 	n.metrics.commitLatency.Observe(time.Since(start).Seconds())
 	var results []*fsm.Result
@@ -139,9 +236,10 @@ func (n *Node) applyEntry(batch []*packed) []internalReply {
 	case fsm.BatchResults:
 		results = r
 	}
-	if len(results) != len(batch) {
-		return all(replyError, fmt.Errorf("apply returned %T for %d commands", f.Response(), len(batch)))
+	if len(results) != count {
+		return allReplies(count, replyError, fmt.Errorf("apply returned %T for %d commands", f.Response(), count))
 	}
+	out := make([]internalReply, count)
 	for i, r := range results {
 		if r == nil {
 			out[i].Status, out[i].Err = replyError, "apply returned no result"
