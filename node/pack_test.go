@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/imnode/imnode/config"
@@ -114,6 +115,15 @@ func TestConcurrentProposalsArePacked(t *testing.T) {
 				n.ID(), commands, entries, tc.lastIndex()-before, writes)
 		}
 		t.Logf("via %s: %v commands in %d entries", n.ID(), commands, entries)
+	}
+	// Every proposed entry was seen passing through the leader's log store (or answered).
+	for _, n := range tc.nodes {
+		n.packer.mu.Lock()
+		left := len(n.packer.unstored)
+		n.packer.mu.Unlock()
+		if left != 0 {
+			t.Fatalf("%s: %d entries proposed and never seen stored", n.ID(), left)
+		}
 	}
 	// Every message is there, in seq order, on every node, and the replicas agree.
 	var digest string
@@ -236,5 +246,31 @@ func TestPackLimits(t *testing.T) {
 	queue(sizes...)
 	if got := p.takeable(); got != maxPackCommands {
 		t.Fatalf("%d small commands: got %d, want %d", len(sizes), got, maxPackCommands)
+	}
+}
+
+// The log store tells the packer which of its entries are written.
+func TestStoreSignalForgetsStoredEntries(t *testing.T) {
+	p := newPacker(&Node{})
+	a, b := []byte("entry a"), []byte("entry b")
+	p.unstored[&a[0]] = struct{}{}
+	p.unstored[&b[0]] = struct{}{}
+	s := storeSignal{LogStore: raft.NewInmemStore(), p: p}
+	if err := s.StoreLogs([]*raft.Log{{Index: 1, Type: raft.LogCommand, Data: a}, {Index: 2, Type: raft.LogNoop}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.unstored[&a[0]]; ok || len(p.unstored) != 1 {
+		t.Fatalf("after storing a: %d unstored, want only b", len(p.unstored))
+	}
+	select {
+	case <-p.wake:
+	default:
+		t.Fatalf("the sender was not woken")
+	}
+	if err := s.StoreLog(&raft.Log{Index: 3, Type: raft.LogCommand, Data: b}); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.unstored) != 0 {
+		t.Fatalf("after storing b: %d unstored", len(p.unstored))
 	}
 }
