@@ -142,19 +142,42 @@ func (p *packer) send() {
 			answer(batch, allReplies(len(batch), replyError, err))
 			continue
 		}
-		p.n.metrics.entryCommands.Observe(float64(len(batch)))
-		start := time.Now()
 		p.mu.Lock()
-		f := p.n.raft.Apply(data, p.n.cfg.ApplyTimeout.D())
 		p.unstored[&data[0]] = struct{}{}
 		p.last = time.Now()
 		p.mu.Unlock()
-		go func() {
-			replies := p.n.entryReplies(f, len(batch), start)
-			p.forget(data)
-			answer(batch, replies)
-		}()
+		p.propose(data, batch)
 	}
+}
+
+// propose hands data, the entry of batch, to raft (recorded in unstored by the caller,
+// before Apply: raft may store it before Apply returns) and answers batch once it is
+// applied. Apply is never called under p.mu: raft's own loop takes p.mu in stored.
+func (p *packer) propose(data []byte, batch []*packed) {
+	p.n.metrics.entryCommands.Observe(float64(len(batch)))
+	start := time.Now()
+	f := p.n.raft.Apply(data, p.n.cfg.ApplyTimeout.D())
+	go func() {
+		replies := p.n.entryReplies(f, len(batch), start)
+		p.forget(data)
+		answer(batch, replies)
+	}()
+}
+
+// submitOne queues cmd, or proposes it at once when nothing is queued or waiting to be
+// stored (a lone write then costs no hand-over to the sender goroutine).
+func (p *packer) submitOne(cmd []byte) *packed {
+	p.mu.Lock()
+	if p.running || len(p.queue) > 0 || len(p.unstored) > 0 || len(cmd) == 0 {
+		p.mu.Unlock()
+		return p.submit([][]byte{cmd})[0]
+	}
+	w := &packed{cmd: cmd, done: make(chan internalReply, 1)}
+	p.unstored[&cmd[0]] = struct{}{}
+	p.last = time.Now()
+	p.mu.Unlock()
+	p.propose(cmd, []*packed{w})
+	return w
 }
 
 func answer(batch []*packed, replies []internalReply) {
@@ -253,7 +276,7 @@ func (n *Node) entryReplies(f raft.ApplyFuture, count int, start time.Time) []in
 // applyLocal proposes cmd on this (leader) node, packed with the writes beside it, and
 // waits for it to be applied.
 func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, uint8, error) {
-	rep := n.packer.submit([][]byte{cmd})[0].wait(ctx)
+	rep := n.packer.submitOne(cmd).wait(ctx)
 	if rep.Status == replyError {
 		return nil, replyError, fmt.Errorf("%s", rep.Err)
 	}
