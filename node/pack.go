@@ -68,6 +68,12 @@ func (p *packer) submit(cmds [][]byte) []*packed {
 	for i, c := range cmds {
 		out[i] = &packed{cmd: c, done: make(chan internalReply, 1)}
 	}
+	if p.n.cfg.Raft.NoCommandPacking {
+		for _, w := range out {
+			p.propose(w.cmd, []*packed{w})
+		}
+		return out
+	}
 	p.mu.Lock()
 	p.queue = append(p.queue, out...)
 	if !p.running {
@@ -95,6 +101,9 @@ func (p *packer) stored(logs []*raft.Log) {
 }
 
 func (p *packer) forget(data []byte) {
+	if len(data) == 0 {
+		return
+	}
 	p.mu.Lock()
 	delete(p.unstored, &data[0])
 	p.mu.Unlock()
@@ -168,7 +177,7 @@ func (p *packer) propose(data []byte, batch []*packed) {
 // stored (a lone write then costs no hand-over to the sender goroutine).
 func (p *packer) submitOne(cmd []byte) *packed {
 	p.mu.Lock()
-	if p.running || len(p.queue) > 0 || len(p.unstored) > 0 || len(cmd) == 0 {
+	if p.running || len(p.queue) > 0 || len(p.unstored) > 0 || len(cmd) == 0 || p.n.cfg.Raft.NoCommandPacking {
 		p.mu.Unlock()
 		return p.submit([][]byte{cmd})[0]
 	}

@@ -274,3 +274,30 @@ func TestStoreSignalForgetsStoredEntries(t *testing.T) {
 		t.Fatalf("after storing b: %d unstored", len(p.unstored))
 	}
 }
+
+// With raft.noCommandPacking every write is an entry of its own (for upgrades from nodes
+// that do not know CmdBatch).
+func TestNoCommandPacking(t *testing.T) {
+	tc := mustCluster(t, 3)
+	for _, n := range tc.nodes {
+		n.cfg.Raft.NoCommandPacking = true
+	}
+	l := tc.leader()
+	mustRegister(t, l, "a", key("a"))
+	mustRegister(t, l, "b", key("b"))
+	entries0, commands0 := tc.entryStats()
+	var cmds [][]byte
+	for i := 0; i < 100; i++ {
+		text := fmt.Sprint("np", i)
+		cmds = append(cmds, sendCmd(t, key(text), "a", "b", text))
+	}
+	for i, r := range proposeAll(t, tc.follower(), cmds) {
+		if r.Err != "" || r.MsgID != fmt.Sprint("m-np", i) {
+			t.Fatalf("write %d: got %+v", i, r)
+		}
+	}
+	entries, commands := tc.entryStats()
+	if entries-entries0 != uint64(commands-commands0) || commands-commands0 < 100 {
+		t.Fatalf("%v commands in %d entries, want one entry each", commands-commands0, entries-entries0)
+	}
+}
