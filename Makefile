@@ -27,7 +27,7 @@ TLS       ?=
 # `make jepsen RETENTION=15s` runs the nodes with messageRetention (the msglog checker takes removed messages as gone)
 RETENTION ?=
 
-.PHONY: all build run cluster cluster-stop cluster-clean cluster-tls cluster-tls-stop cluster-tls-clean test test-unit test-blackbox jepsen bench lint fmt clean
+.PHONY: all build run cluster cluster-stop cluster-clean cluster-tls cluster-tls-stop cluster-tls-clean test test-unit test-blackbox jepsen bench bench-ceiling bench-shapes lint fmt clean
 
 all: build
 
@@ -37,6 +37,7 @@ build:
 	$(GO) build -o $(BIN)/imjepsen ./jepsen/cmd/imjepsen
 	$(GO) build -o $(BIN)/imws ./cmd/imws
 	$(GO) build -o $(BIN)/imcert ./cmd/imcert
+	$(GO) build -o $(BIN)/raftceiling ./cmd/raftceiling
 
 # One node on the embedded defaults (HTTP 127.0.0.1:10002, data in data/node1). Ctrl-C stops it.
 run: build
@@ -105,6 +106,29 @@ jepsen: build
 bench: build
 	$(BIN)/imbench -nodes $(BENCH_NODES) -workload $(WORKLOAD) -c $(C) -d $(D) -msg-bytes 300 -convs 1000 \
 	  -group-size 1000 -targets -json bench-results/bench.json
+
+# Bare raft on this machine (no HTTP): three hashicorp/raft nodes with raft-boltdb/v2 and a
+# batching bbolt FSM in one process on loopback TCP (raft ports 23001-23003), ~300-byte
+# entries, every apply fsync'd; the ceiling `make bench` figures are compared with.
+bench-ceiling: build
+	@mkdir -p bench-results
+	$(BIN)/raftceiling -c $(C) -d $(D) -bytes 300 -json bench-results/ceiling.json
+
+# Load shapes at c = SHAPE_C on a running `make cluster`, with the bare-raft ceiling measured
+# before and after in the same run: few hot conversations (20, 90% of sends to 2) across all
+# nodes, 1,000 spread conversations, only the leader, only the followers, and a new
+# connection per request. ~7 runs of D each.
+SHAPE_C ?= 64
+SHAPE_RUN = $(BIN)/imbench -nodes $(BENCH_NODES) -workload send_single -c $(SHAPE_C) -d $(D) -msg-bytes 300 -progress 0
+bench-shapes: build
+	@mkdir -p bench-results
+	$(BIN)/raftceiling -c $(SHAPE_C) -d $(D) -bytes 300 -json bench-results/shapes-ceiling-before.json
+	$(SHAPE_RUN) -convs 20 -hot-convs 2 -hot-frac 0.9 -json bench-results/shapes-hot.json
+	$(SHAPE_RUN) -convs 1000 -json bench-results/shapes-spread.json
+	$(SHAPE_RUN) -convs 20 -hot-convs 2 -hot-frac 0.9 -target leader -json bench-results/shapes-leader.json
+	$(SHAPE_RUN) -convs 20 -hot-convs 2 -hot-frac 0.9 -target followers -json bench-results/shapes-followers.json
+	$(SHAPE_RUN) -convs 20 -hot-convs 2 -hot-frac 0.9 -new-conns -json bench-results/shapes-newconns.json
+	$(BIN)/raftceiling -c $(SHAPE_C) -d $(D) -bytes 300 -json bench-results/shapes-ceiling-after.json
 
 lint:
 	$(GO) vet $(PKGS)

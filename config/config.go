@@ -99,6 +99,11 @@ type Raft struct {
 	// DeadNodeTimeout, when positive, lets the leader remove a member that gossip has seen
 	// dead for this long, but only while the remaining voters keep a healthy majority.
 	DeadNodeTimeout Duration `yaml:"deadNodeTimeout"`
+	// NoCommandPacking makes the leader propose every write as an entry of its own instead
+	// of packing the writes waiting together into one (fsm.CmdBatch). Nodes older than
+	// packing stop on a packed entry, so set it while a cluster is upgraded to this version
+	// and clear it once every node runs it.
+	NoCommandPacking bool `yaml:"noCommandPacking"`
 }
 
 // Log configures log/slog output.

@@ -63,6 +63,40 @@ func BenchmarkApplyBatch(b *testing.B) {
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
 }
 
+// BenchmarkApplyPacked is BenchmarkApplyBatch with the 256 sends packed into 16 CmdBatch
+// entries of 16, as a leader packs them.
+func BenchmarkApplyPacked(b *testing.B) {
+	const batch, per = 256, 16
+	f, entry := benchFSM(b)
+	f.ApplyBatch([]*raft.Log{
+		entry(CmdRegisterUser, nil, &RegisterUser{User: User{UID: "alice"}}),
+		entry(CmdCreateGroup, nil, &CreateGroup{GroupID: "g", Name: "g", Members: []MemberSpec{{UID: "alice", Role: RoleOwner}}}),
+	})
+	data := make([][]byte, batch/per)
+	for i := range data {
+		cmds := make([][]byte, per)
+		for j := range cmds {
+			cmds[j] = mustEncode(b, CmdSendMessage, nil, benchSend(i*per+j))
+		}
+		var err error
+		if data[i], err = EncodeBatch(cmds); err != nil {
+			b.Fatal(err)
+		}
+	}
+	logs := make([]*raft.Log, len(data))
+	index, at := uint64(2), time.Unix(1, 0)
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		for i := range logs {
+			index++
+			at = at.Add(time.Microsecond)
+			logs[i] = &raft.Log{Index: index, Data: data[i], AppendedAt: at}
+		}
+		f.ApplyBatch(logs)
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
+}
+
 func BenchmarkEncodeSendMessage(b *testing.B) {
 	m := benchSend(1)
 	key := idemKey("bench")

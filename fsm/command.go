@@ -48,6 +48,8 @@ const (
 
 func (t CommandType) String() string {
 	switch t &^ IgnoreUnknownFlag {
+	case CmdBatch:
+		return "Batch"
 	case CmdRegisterUser:
 		return "RegisterUser"
 	case CmdUpdateUser:

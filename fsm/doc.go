@@ -3,12 +3,14 @@
 //
 // # Storage
 //
-// One bbolt file, one bucket per table: meta (the applied index), users, friends (both
-// directions), blacklist and its reverse index blockedby, groups, members, usergroups,
-// convs (max seq, last send time and the newest msglog keys per conversation), userconvs (a
-// user's single chats), msglog (messages by the raft index of their send), msgidx (full
-// chunks of 16 msglog keys per conversation), idemlog, convstate (a user's read position
-// and options per conversation) and msgdeleted (the seqs a user deleted from their view). A key that names two things joins
+// One bbolt file, one bucket per table: meta (the applied index and the last command id),
+// users, friends (both directions), blacklist and its reverse index blockedby, groups,
+// members, usergroups, convs (max seq, last send time and the newest msglog keys per
+// conversation), userconvs (a user's single chats), msglog (messages by the id of their
+// send, which is its raft index unless it was packed in a batch; see batch.go), msgidx
+// (full chunks of 16 msglog keys per conversation), idemlog, convstate (a user's read
+// position and options per conversation) and msgdeleted (the seqs a user deleted from their
+// view). A key that names two things joins
 // them with a NUL byte ("owner\x00friend", "conversationID\x00<big-endian chunk>"), so a
 // prefix scan lists one owner's rows in order; uids and groupIDs with a NUL are rejected to
 // keep that exact. Values are msgpack (EncodeValue). A group message is stored once, not
@@ -32,6 +34,10 @@
 // error's name) and changes nothing, because each applier checks all its preconditions
 // before its first write. An entry that cannot be decoded, an unknown command type without
 // IgnoreUnknownFlag, or a failed commit panics: continuing would let this replica diverge.
+//
+// A CmdBatch entry packs several commands (batch.go): they apply in order in the same
+// transaction, each as if alone (its own result, idempotency record and id), all at the
+// entry's log time; the entry's result is BatchResults.
 //
 // # Idempotency
 //

@@ -39,7 +39,7 @@ var ErrClosed = errors.New("fsm is closed")
 // Bucket names. Keys that combine two IDs separate them with a NUL byte, which is why IDs
 // with a NUL are rejected: a prefix scan of "a\x00" then never sees the keys of "a\x00b".
 var (
-	bktMeta       = []byte("meta")       // "applied" -> big-endian uint64
+	bktMeta       = []byte("meta")       // "applied", "lastid" -> big-endian uint64
 	bktUsers      = []byte("users")      // uid -> User
 	bktFriends    = []byte("friends")    // owner\x00friend -> since (both directions)
 	bktBlacklist  = []byte("blacklist")  // owner\x00blocked -> since
@@ -49,7 +49,7 @@ var (
 	bktUserGroups = []byte("usergroups") // uid\x00groupID -> joinTime
 	bktConvs      = []byte("convs")      // conversationID -> convRec
 	bktUserConvs  = []byte("userconvs")  // uid\x00conversationID -> first send time (single chats)
-	bktMsgLog     = []byte("msglog")     // big-endian raft index of the send -> Message
+	bktMsgLog     = []byte("msglog")     // big-endian id of the send (batch.go) -> Message
 	bktMsgIdx     = []byte("msgidx")     // conversationID\x00 big-endian chunk -> seqChunk msglog keys
 	bktIdemLog    = []byte("idemlog")    // timeKey(appliedAt) + idempotency key -> Result
 	bktConvState  = []byte("convstate")  // uid\x00conversationID -> userConvRec (read seq, options)
@@ -245,6 +245,7 @@ func (f *FSM) apply(logs []*raft.Log, out []interface{}) *group {
 	}
 	g := f.openLocked()
 	w := g.w
+	w.packed = 0
 	applied := g.last
 	last := applied
 	for i, l := range logs {
@@ -265,7 +266,9 @@ func (f *FSM) apply(logs []*raft.Log, out []interface{}) *group {
 			panic(fmt.Sprintf("fsm: record applied index %d: %v", last, err))
 		}
 		g.last = last
-		g.entries += len(logs)
+		// A packed entry counts as its commands: the bound is on the group's dirty pages.
+		g.entries += len(logs) + w.packed
+		w.packed = 0
 	}
 	ok = true
 	if f.opts.CommitDelay > 0 {
@@ -282,28 +285,45 @@ func (f *FSM) setApplied(index uint64) {
 	f.notifyMu.Unlock()
 }
 
-// applyCommand decodes and applies one command entry. It returns nil only for a skipped
-// unknown optional command.
-func (w *txn) applyCommand(l *raft.Log) *Result {
-	t, key, body, err := Decode(l.Data)
+// applyCommand decodes and applies one command entry: a *Result, BatchResults for a
+// CmdBatch, or nil for a skipped unknown optional command.
+func (w *txn) applyCommand(l *raft.Log) interface{} {
+	w.index = l.Index
+	w.now = 0
+	if !l.AppendedAt.IsZero() {
+		w.now = l.AppendedAt.UnixNano()
+	}
+	t, _, body, err := Decode(l.Data)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: decode entry %d: %v", l.Index, err))
+	}
+	if t == CmdBatch {
+		return w.applyBatch(body)
+	}
+	if r := w.applyOne(l.Data); r != nil {
+		return r
+	}
+	return nil
+}
+
+// applyOne applies one command (a whole entry, or one command of a batch) at the entry's
+// index and time set on w. It returns nil only for a skipped unknown optional command.
+func (w *txn) applyOne(cmd []byte) *Result {
+	t, key, body, err := Decode(cmd)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: decode entry %d: %v", w.index, err))
 	}
 	base := t &^ IgnoreUnknownFlag
 	if !knownCommand(base) {
 		if t&IgnoreUnknownFlag != 0 {
 			return nil
 		}
-		panic(fmt.Sprintf("fsm: entry %d has unknown command type %d", l.Index, uint8(t)))
+		panic(fmt.Sprintf("fsm: entry %d has unknown command type %d", w.index, uint8(t)))
 	}
-	w.index = l.Index
-	w.now = 0
-	if !l.AppendedAt.IsZero() {
-		w.now = l.AppendedAt.UnixNano()
-	}
+	w.id = w.nextID()
 	if key != nil {
 		if r, ok, err := readIdem(w, key); err != nil {
-			panic(fmt.Sprintf("fsm: entry %d: read idempotency record: %v", l.Index, err))
+			panic(fmt.Sprintf("fsm: entry %d: read idempotency record: %v", w.index, err))
 		} else if ok {
 			return r
 		}
@@ -314,12 +334,12 @@ func (w *txn) applyCommand(l *raft.Log) *Result {
 			r = &Result{Err: name}
 		} else {
 			// Not a business outcome: storage or a bug. The panic rolls the batch back.
-			panic(fmt.Sprintf("fsm: apply %s at index %d: %v", base, l.Index, err))
+			panic(fmt.Sprintf("fsm: apply %s at index %d: %v", base, w.index, err))
 		}
 	}
 	if key != nil {
 		if err := w.idemPut(key, r); err != nil {
-			panic(fmt.Sprintf("fsm: entry %d: store idempotency record: %v", l.Index, err))
+			panic(fmt.Sprintf("fsm: entry %d: store idempotency record: %v", w.index, err))
 		}
 	}
 	return r
@@ -386,9 +406,12 @@ func commandBody(t CommandType) interface{} {
 // bug and stops the node (a diverging replica is worse than a crashed one), so a leader
 // checks every command it receives from another node with Validate before proposing it.
 func Validate(cmd []byte) error {
-	t, _, body, err := Decode(cmd)
+	t, key, body, err := Decode(cmd)
 	if err != nil {
 		return err
+	}
+	if t == CmdBatch {
+		return validateBatch(key, body)
 	}
 	v := commandBody(t &^ IgnoreUnknownFlag)
 	if v == nil {

@@ -14,7 +14,8 @@ const MaxPull = 1000
 
 // Message storage.
 //
-// A message is stored once, in msglog under the raft index of its send: keys only grow, so
+// A message is stored once, in msglog under the id of its send (its raft index unless it
+// was packed in a batch; see batch.go): keys only grow, so
 // a commit appends its messages to a few shared pages at the end of the bucket. Keyed by
 // conversation and seq instead, each message of a commit landed on its own conversation's
 // page (1,000 busy conversations, 1,000 pages). A conversation finds its messages through
@@ -101,10 +102,10 @@ func (w *txn) sendMessage(c *SendMessage) (*Result, error) {
 	}
 	// A group message is stored once, under the conversation; members find it through
 	// their groups, so a send costs the same for 2 members and for 2,000.
-	if err := put(w.msgLog, logKey(w.index), &m); err != nil {
+	if err := put(w.msgLog, logKey(w.id), &m); err != nil {
 		return nil, err
 	}
-	if err := w.addToConv(conversationID, &conv, w.index); err != nil {
+	if err := w.addToConv(conversationID, &conv, w.id); err != nil {
 		return nil, err
 	}
 	if err := put(w.convs, []byte(conversationID), &conv); err != nil {

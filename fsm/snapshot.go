@@ -217,14 +217,19 @@ func checkBolt(path string) error {
 
 // Digest is a hash of the whole replicated state (not the applied index).
 //
-// It is SHA-256, in hex, over every bucket but meta, buckets and keys in byte order, each
-// name, key and value length-prefixed. Two replicas that applied the same entries have the
+// It is SHA-256, in hex, over every bucket but meta (of which only the last command id,
+// see batch.go), buckets and keys in byte order, each name, key and value length-prefixed. Two replicas that applied the same entries have the
 // same digest even if one has applied more configuration entries or restarted more often.
 func (f *FSM) Digest() (string, error) {
 	h := sha256.New()
 	err := f.view(func(r *txn) error {
 		return r.tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			if bytes.Equal(name, bktMeta) {
+				// Not the applied index, but the last command id: later ids derive from it.
+				if v := b.Get(keyLastID); v != nil {
+					h.Write([]byte{'I'})
+					writeField(h, v)
+				}
 				return nil
 			}
 			h.Write([]byte{'B'}) // tags keep a bucket name from reading as a key

@@ -18,10 +18,17 @@ type txn struct {
 	convs, userConvs, msgLog, msgIdx, idemLog, convState, msgDeleted *bolt.Bucket
 	idx *idemIndex
 
-	// Set per command by applyCommand.
+	// Set per entry by applyCommand: its raft index and log time (Unix nanoseconds).
 	index uint64
 	now   int64
-	eff   *effects
+	// id is the identity of the command being applied (see nextID), set per command.
+	id  uint64
+	eff *effects
+	// lastID caches the meta record keyLastID once read (lastIDOK); packed counts the
+	// commands beyond the first of the batch entries applied (see apply).
+	lastID   uint64
+	lastIDOK bool
+	packed   int
 }
 
 func newTxn(tx *bolt.Tx, idx *idemIndex) *txn {

@@ -12,7 +12,8 @@ type User struct {
 	Birth  string
 	Email  string
 	Ex     string
-	// RegIndex is the raft index of the registration. Tokens carry it, so a token dies with
+	// RegIndex is the registration command's id (its raft index unless packed in a batch;
+	// see batch.go), unique over the log. Tokens carry it, so a token dies with
 	// its user even if the uid is registered again.
 	RegIndex uint64
 	// CreateTime is the registration's log time (Unix nanoseconds).

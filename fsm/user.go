@@ -10,7 +10,7 @@ func (w *txn) registerUser(c *RegisterUser) (*Result, error) {
 	}
 	// RegIndex is what tokens carry: a uid registered again gets a new one, so tokens of
 	// the deleted user stop working.
-	u.RegIndex = w.index
+	u.RegIndex = w.id
 	u.CreateTime = w.now
 	if err := put(w.users, []byte(u.UID), &u); err != nil {
 		return nil, err

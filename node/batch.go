@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/imnode/imnode/fsm"
 )
 
@@ -136,50 +134,4 @@ func (b *forwardBatcher) call(batch []*forwarded) []internalReply {
 		}
 	}
 	return replies
-}
-
-// applyBatchIfLeader appends every command of a forwarded batch, then waits for each: the
-// commands reach raft together and commit in the same few log batches.
-func (n *Node) applyBatchIfLeader(ctx context.Context, cmds [][]byte) []internalReply {
-	out := make([]internalReply, len(cmds))
-	if !n.IsLeader() {
-		for i := range out {
-			out[i].Status = replyNotApplied
-		}
-		return out
-	}
-	futures := make([]raft.ApplyFuture, len(cmds))
-	for i, cmd := range cmds {
-		if err := fsm.Validate(cmd); err != nil {
-			// Proposed, it would stop every node's FSM: refuse it here.
-			out[i].Status, out[i].Err = replyError, fmt.Sprintf("refusing a forwarded command: %v", err)
-			continue
-		}
-		futures[i] = n.raft.Apply(cmd, n.cfg.ApplyTimeout.D())
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i, f := range futures {
-			if f == nil {
-				continue
-			}
-			res, status, err := n.applyResult(f)
-			out[i].Status, out[i].Result = status, res
-			if err != nil {
-				out[i].Err = err.Error()
-			}
-		}
-	}()
-	select {
-	case <-done:
-		return out
-	case <-ctx.Done():
-		// Appended and possibly committed: the outcome is unknown for all of them.
-		unknown := make([]internalReply, len(cmds))
-		for i := range unknown {
-			unknown[i].Status = replyUnknown
-		}
-		return unknown
-	}
 }

@@ -16,6 +16,7 @@ type Metrics struct {
 	forwarded     prometheus.Counter
 	forwardBatch  prometheus.Histogram
 	commitLatency prometheus.Histogram
+	entryCommands prometheus.Histogram
 	batchSize     prometheus.Histogram
 	applySeconds  prometheus.Histogram
 	commitSize    prometheus.Histogram
@@ -38,13 +39,15 @@ func newMetrics() *Metrics {
 		forwardBatch: histogram("imnode_forward_batch_writes",
 			"Writes per forwarded batch call to the leader.", 1, 9),
 		commitLatency: histogram("imnode_raft_commit_seconds",
-			"Time from raft.Apply to the FSM's result on the leader.", 0.0005, 14),
+			"Time from raft.Apply to the FSM's result on the leader, per entry.", 0.0005, 14),
+		entryCommands: histogram("imnode_raft_entry_commands",
+			"Commands per raft entry the leader proposed (more than one are packed in an fsm.CmdBatch).", 1, 10),
 		batchSize: histogram("imnode_fsm_apply_batch_entries",
 			"Entries per batch raft hands the FSM.", 1, 11),
 		applySeconds: histogram("imnode_fsm_apply_batch_seconds",
 			"Time to apply one FSM batch (with its commit when group commit is off).", 0.0001, 16),
 		commitSize: histogram("imnode_fsm_commit_entries",
-			"Entries per fsm.db commit (one bbolt transaction and fsync each).", 1, 13),
+			"Entries per fsm.db commit (one bbolt transaction and fsync each), a packed entry counted as its commands.", 1, 13),
 		commitSeconds: histogram("imnode_fsm_commit_seconds",
 			"Time to commit and fsync one fsm.db transaction.", 0.0001, 16),
 		snapshotSecs: histogram("imnode_snapshot_persist_seconds",
@@ -93,7 +96,7 @@ func (n *Node) Register(reg prometheus.Registerer) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(
-		n.metrics.forwarded, n.metrics.forwardBatch, n.metrics.commitLatency, n.metrics.batchSize, n.metrics.applySeconds,
+		n.metrics.forwarded, n.metrics.forwardBatch, n.metrics.commitLatency, n.metrics.entryCommands, n.metrics.batchSize, n.metrics.applySeconds,
 		n.metrics.commitSize, n.metrics.commitSeconds, n.metrics.snapshotSecs,
 		gauge("imnode_fsm_db_bytes", "Size of fsm.db on disk.", func() float64 {
 			fi, err := os.Stat(filepath.Join(n.cfg.DataDir, "fsm.db"))

@@ -70,6 +70,7 @@ type Node struct {
 	hasState atomic.Bool
 	forward  ForwardFunc
 	batcher  *forwardBatcher
+	packer   *packer
 	members  atomic.Pointer[memberHolder]
 
 	leaderReads   coalescer
@@ -99,6 +100,7 @@ func New(o Options) (*Node, error) {
 		n.log = slog.Default()
 	}
 	n.metrics = newMetrics()
+	n.packer = newPacker(n)
 	n.leaderReads.fetch = n.leaderReadIndex
 	n.followerReads.fetch = n.forwardReadIndex
 
@@ -179,7 +181,7 @@ func New(o Options) (*Node, error) {
 		return nil, err
 	}
 	n.hasState.Store(hasState)
-	r, err := raft.NewRaft(rc, &observedFSM{FSM: n.fsm, m: n.metrics}, logs, stable, snaps, n.trans)
+	r, err := raft.NewRaft(rc, &observedFSM{FSM: n.fsm, m: n.metrics}, storeSignal{LogStore: logs, p: n.packer}, stable, snaps, n.trans)
 	if err != nil {
 		n.closeStores()
 		return nil, fmt.Errorf("start raft: %w", err)

@@ -103,39 +103,6 @@ func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (*fsm.Result, uint8,
 	return rep.Result, rep.Status, nil
 }
 
-// applyLocal appends cmd on this (leader) node and waits for it to be applied.
-func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, uint8, error) {
-	start := time.Now()
-	f := n.raft.Apply(cmd, n.cfg.ApplyTimeout.D())
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err == nil {
-			n.metrics.commitLatency.Observe(time.Since(start).Seconds())
-		}
-	case <-ctx.Done():
-		// Enqueued and possibly appended: we cannot know any more.
-		return nil, replyUnknown, nil
-	}
-	return n.applyResult(f)
-}
-
-// applyResult sorts the outcome of an applied (or failed) future.
-func (n *Node) applyResult(f raft.ApplyFuture) (*fsm.Result, uint8, error) {
-	if err := f.Error(); err != nil {
-		if notApplied(err) {
-			return nil, replyNotApplied, nil
-		}
-		return nil, replyUnknown, nil
-	}
-	res, ok := f.Response().(*fsm.Result)
-	if !ok || res == nil {
-		return nil, replyError, fmt.Errorf("apply returned %T, want *fsm.Result", f.Response())
-	}
-	return res, replyOK, nil
-}
-
 // ConsistentRead returns once this node's FSM reflects every write that completed before
 // the call: the leader confirms it still leads and names its commit index (coalesced
 // across concurrent readers), and this node waits until it has applied that index.

@@ -163,6 +163,10 @@ func runHTTP(e *env) (*Result, error) {
 			uris[i][k] = o.scheme() + n + kindPaths[k]
 		}
 	}
+	targets, err := targetNodes(o, e.token)
+	if err != nil {
+		return nil, err
+	}
 	rec := newRecorder(len(o.nodes))
 	var (
 		stop     atomic.Bool
@@ -195,8 +199,11 @@ func runHTTP(e *env) (*Result, error) {
 				}
 				var kind opKind
 				kind, buf = gen.next(buf)
-				n := j % len(o.nodes)
+				n := targets[j%len(targets)]
 				req.SetRequestURI(uris[n][kind])
+				if o.newConns {
+					req.SetConnectionClose()
+				}
 				req.Header.SetMethod(fasthttp.MethodPost)
 				req.Header.SetContentType("application/json")
 				req.Header.Set("token", e.token)

@@ -60,6 +60,10 @@ type options struct {
 	serverPprof string
 	cpuProfile  string
 	caCert      string
+	hotConvs    int
+	hotFrac     float64
+	target      string
+	newConns    bool
 	tlsConf     *tls.Config // set from caCert: the nodes serve HTTPS
 	args        []string
 }
@@ -109,6 +113,10 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.targets, "targets", false, "check the runs against the performance targets (make bench)")
 	fs.StringVar(&o.serverPprof, "server-pprof", "", "directory: fetch a CPU profile of every node over each run from /debug/pprof")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write imbench's own CPU profile to this file")
+	fs.IntVar(&o.hotConvs, "hot-convs", 0, "skew: -hot-frac of the single-chat sends and pulls go to the first hot-convs conversations, the rest to the others (0: spread evenly)")
+	fs.Float64Var(&o.hotFrac, "hot-frac", 0.9, "with -hot-convs, the fraction of ops that go to the hot conversations")
+	fs.StringVar(&o.target, "target", "all", "nodes the requests go to: all (in turn), leader, followers, or nodeN (the N-th of -nodes)")
+	fs.BoolVar(&o.newConns, "new-conns", false, "open a new connection for every request (Connection: close) instead of keep-alive")
 	fs.StringVar(&o.caCert, "cacert", "", "PEM CA file: the nodes serve HTTPS with certificates it signed (make cluster-tls)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -196,6 +204,13 @@ func (o *options) validate() error {
 		return fmt.Errorf("-setup must be auto, always or never, got %q", o.setupMode)
 	case o.prefix == "" || len(o.prefix) > 32:
 		return fmt.Errorf("-prefix must be 1..32 characters")
+	case o.hotConvs < 0 || o.hotConvs > o.convs:
+		return fmt.Errorf("-hot-convs must be in [0, -convs %d], got %d", o.convs, o.hotConvs)
+	case o.hotFrac < 0 || o.hotFrac > 1:
+		return fmt.Errorf("-hot-frac must be in [0, 1], got %v", o.hotFrac)
+	}
+	if err := validTarget(o.target, len(o.nodes)); err != nil {
+		return err
 	}
 	for _, w := range o.workloads {
 		if o.needsGroup(w) && o.groupSize > o.users {

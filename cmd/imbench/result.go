@@ -65,6 +65,8 @@ type Result struct {
 	Convs       int       `json:"convs"`
 	GroupSize   int       `json:"groupSize,omitempty"`
 	Consistency string    `json:"consistency"`
+	// Shape is the load's shape: hot conversations, target nodes, connections.
+	Shape string `json:"shape"`
 
 	OK         int64   `json:"ok"`
 	Errors     int64   `json:"errors"`
@@ -95,6 +97,7 @@ func (r *recorder) result(o *options, workload string, start, end time.Time) *Re
 	if o.stale {
 		res.Consistency = "stale"
 	}
+	res.Shape = o.shape()
 	if workload == "send_group" || (workload == "mix" && o.mixWeights[kindSendGroup] > 0) {
 		res.GroupSize = o.groupSize
 	}
@@ -156,7 +159,7 @@ func (res *Result) WriteText(w io.Writer) {
 	if res.GroupSize > 0 {
 		fmt.Fprintf(w, "  group of %d", res.GroupSize)
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  %s\n", res.Shape)
 	fmt.Fprintf(w, "throughput  %.0f ops/s   (%d ok, %d errors)\n", res.Throughput, res.OK, res.Errors)
 	fmt.Fprintf(w, "latency     %s\n", fmtLat(res.Latency))
 	if len(res.Kinds) > 1 {
@@ -237,11 +240,11 @@ func (rep *Report) WriteJSON(path string) error {
 
 // WriteSummary prints one line per run, the table a sweep ends with.
 func (rep *Report) WriteSummary(w io.Writer) {
-	fmt.Fprintf(w, "%-12s %5s %10s %9s %9s %9s %9s %8s\n", "workload", "c", "ops/s", "p50", "p95", "p99", "max", "errors")
+	fmt.Fprintf(w, "%-12s %5s %10s %9s %9s %9s %9s %8s  %s\n", "workload", "c", "ops/s", "p50", "p95", "p99", "max", "errors", "shape")
 	for _, r := range rep.Runs {
-		fmt.Fprintf(w, "%-12s %5d %10.0f %9s %9s %9s %9s %8d\n", r.Workload, r.Concurrency, r.Throughput,
+		fmt.Fprintf(w, "%-12s %5d %10.0f %9s %9s %9s %9s %8d  %s\n", r.Workload, r.Concurrency, r.Throughput,
 			fmtDur(msDur(r.Latency.P50Ms)), fmtDur(msDur(r.Latency.P95Ms)), fmtDur(msDur(r.Latency.P99Ms)),
-			fmtDur(msDur(r.Latency.MaxMs)), r.Errors)
+			fmtDur(msDur(r.Latency.MaxMs)), r.Errors, r.Shape)
 	}
 	for _, t := range rep.Targets {
 		verdict := "MISS"

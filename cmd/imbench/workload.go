@@ -207,7 +207,7 @@ func (g *mixGen) next(buf []byte) (opKind, []byte) {
 	buf = strconv.AppendUint(buf, j, 10)
 	switch k {
 	case kindSendSingle:
-		c := f.convs[g.spread(j, len(f.convs))]
+		c := f.convs[g.conv(j)]
 		from, to := c.a, c.b
 		if (j+uint64(g.w))&1 == 1 {
 			from, to = to, from
@@ -228,7 +228,7 @@ func (g *mixGen) next(buf []byte) (opKind, []byte) {
 		}
 		buf = append(buf, "]}"...)
 	case kindPull:
-		c := f.convs[g.spread(j, len(f.convs))]
+		c := f.convs[g.conv(j)]
 		buf = append(buf, `","conversationID":"`...)
 		buf = append(buf, c.id...)
 		buf = append(buf, `","beginSeq":1,"endSeq":`...)
