@@ -14,6 +14,7 @@ import (
 // Metrics are the node's Prometheus collectors.
 type Metrics struct {
 	forwarded     prometheus.Counter
+	barrierReads  prometheus.Counter
 	forwardBatch  prometheus.Histogram
 	commitLatency prometheus.Histogram
 	entryCommands prometheus.Histogram
@@ -35,6 +36,10 @@ func newMetrics() *Metrics {
 	return &Metrics{
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "imnode_forwarded_writes_total", Help: "Writes this node forwarded to the leader.",
+		}),
+		barrierReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imnode_barrier_reads_total",
+			Help: "Read confirmations this leader made with a barrier entry because the process had stopped recently (see node/pauseguard.go).",
 		}),
 		forwardBatch: histogram("imnode_forward_batch_writes",
 			"Writes per forwarded batch call to the leader.", 1, 9),
@@ -96,7 +101,7 @@ func (n *Node) Register(reg prometheus.Registerer) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(
-		n.metrics.forwarded, n.metrics.forwardBatch, n.metrics.commitLatency, n.metrics.entryCommands, n.metrics.batchSize, n.metrics.applySeconds,
+		n.metrics.forwarded, n.metrics.barrierReads, n.metrics.forwardBatch, n.metrics.commitLatency, n.metrics.entryCommands, n.metrics.batchSize, n.metrics.applySeconds,
 		n.metrics.commitSize, n.metrics.commitSeconds, n.metrics.snapshotSecs,
 		gauge("imnode_fsm_db_bytes", "Size of fsm.db on disk.", func() float64 {
 			fi, err := os.Stat(filepath.Join(n.cfg.DataDir, "fsm.db"))

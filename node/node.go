@@ -76,6 +76,7 @@ type Node struct {
 	leaderReads   coalescer
 	followerReads coalescer
 	readyTerm     atomic.Uint64
+	pause         *pauseGuard
 
 	presence  atomic.Pointer[presenceHolder]
 	onRemoved atomic.Pointer[func()]
@@ -101,6 +102,7 @@ func New(o Options) (*Node, error) {
 	}
 	n.metrics = newMetrics()
 	n.packer = newPacker(n)
+	n.pause = newPauseGuard()
 	n.leaderReads.fetch = n.leaderReadIndex
 	n.followerReads.fetch = n.forwardReadIndex
 
@@ -195,7 +197,8 @@ func New(o Options) (*Node, error) {
 	if n.forward == nil {
 		n.forward = newHTTPForwarder(n).forward
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go func() { defer n.wg.Done(); n.pause.run(n.stop) }()
 	go n.leaderDuties()
 	go n.retentionDuties()
 	return n, nil

@@ -189,11 +189,23 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 		}
 		n.readyTerm.Store(term)
 	}
-	idx := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if !n.pause.suspect(n.pause.now()) {
+		idx := n.raft.CommitIndex()
+		if err := n.raft.VerifyLeader().Error(); err != nil {
+			return 0, err
+		}
+		// Checked again: a stop during VerifyLeader leaves old replies that it may count.
+		if !n.pause.suspect(n.pause.now()) {
+			return idx, nil
+		}
+	}
+	// The process stopped recently: VerifyLeader may count replies from before the stop
+	// (see pauseguard.go). A barrier commits only with replies sent after it was appended.
+	n.metrics.barrierReads.Inc()
+	if err := n.raft.Barrier(n.cfg.ReadTimeout.D()).Error(); err != nil {
 		return 0, err
 	}
-	return idx, nil
+	return n.raft.AppliedIndex(), nil
 }
 
 // forwardReadIndex asks the leader for its read index.
