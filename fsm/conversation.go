@@ -365,15 +365,7 @@ func (f *FSM) Conversations(uid string) ([]ConversationInfo, error) {
 	}
 	var out []ConversationInfo
 	err := f.view(func(r *txn) error {
-		for _, id := range r.userConversationIDs(uid) {
-			conv, err := r.getConv(id)
-			if err != nil {
-				return err
-			}
-			st, err := r.getConvState(uid, id)
-			if err != nil {
-				return err
-			}
+		return r.eachConversation(uid, func(id string, conv convRec, st userConvRec) error {
 			ci := ConversationInfo{ConversationID: id, SessionType: SessionSingle, MaxSeq: conv.MaxSeq,
 				HasReadSeq: st.HasReadSeq, Pinned: st.Pinned, RecvMsgOpt: st.RecvMsgOpt}
 			if strings.HasPrefix(id, "sg_") {
@@ -398,8 +390,8 @@ func (f *FSM) Conversations(uid string) ([]ConversationInfo, error) {
 				}
 			}
 			out = append(out, ci)
-		}
-		return nil
+			return nil
+		})
 	})
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := &out[i], &out[j]
@@ -412,4 +404,23 @@ func (f *FSM) Conversations(uid string) ([]ConversationInfo, error) {
 		return a.ConversationID < b.ConversationID
 	})
 	return out, err
+}
+
+// eachConversation calls fn for each of uid's conversations (userConversationIDs, in its
+// order) with the conversation's record and uid's read position and options in it.
+func (r *txn) eachConversation(uid string, fn func(id string, conv convRec, st userConvRec) error) error {
+	for _, id := range r.userConversationIDs(uid) {
+		conv, err := r.getConv(id)
+		if err != nil {
+			return err
+		}
+		st, err := r.getConvState(uid, id)
+		if err != nil {
+			return err
+		}
+		if err := fn(id, conv, st); err != nil {
+			return err
+		}
+	}
+	return nil
 }

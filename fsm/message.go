@@ -145,18 +145,10 @@ func (f *FSM) NewestSeqs(uid string) ([]ConversationSeq, error) {
 	}
 	var out []ConversationSeq
 	err := f.view(func(r *txn) error {
-		for _, id := range r.userConversationIDs(uid) {
-			conv, err := r.getConv(id)
-			if err != nil {
-				return err
-			}
-			st, err := r.getConvState(uid, id)
-			if err != nil {
-				return err
-			}
+		return r.eachConversation(uid, func(id string, conv convRec, st userConvRec) error {
 			out = append(out, ConversationSeq{ConversationID: id, MaxSeq: conv.MaxSeq, HasReadSeq: st.HasReadSeq, MinSeq: conv.MinSeq})
-		}
-		return nil
+			return nil
+		})
 	})
 	return out, err
 }
