@@ -80,15 +80,21 @@ func (b *forwardBatcher) send() {
 // at most maxBodyBytes together unless the first alone is larger, so that a call stays
 // within the leader's body limit for /internal/ (twice the client limit, plus slack).
 func (b *forwardBatcher) takeable() int {
-	limit := b.n.cfg.MaxBodyBytes
+	return takeable(b.queue, func(f *forwarded) []byte { return f.cmd }, maxForwardBatch, b.n.cfg.MaxBodyBytes)
+}
+
+// takeable returns how many commands from the front of queue go into one batch: at most
+// maxN, and past the first no more than limit bytes of commands in all (a first command
+// over the limit goes alone: the limit bounds batching, not commands).
+func takeable[T any](queue []T, cmd func(T) []byte, maxN, limit int) int {
 	size := 0
-	for i, p := range b.queue {
-		size += len(p.cmd)
-		if i == maxForwardBatch || i > 0 && size > limit {
+	for i, q := range queue {
+		size += len(cmd(q))
+		if i == maxN || i > 0 && size > limit {
 			return i
 		}
 	}
-	return len(b.queue)
+	return len(queue)
 }
 
 // call sends one batch to the current leader and returns a reply per command.

@@ -224,15 +224,7 @@ func packEntry(batch []*packed) ([]byte, error) {
 // takeable is how many queued writes the next entry carries: at most maxPackCommands, and
 // at most the body limit together unless the first alone is larger.
 func (p *packer) takeable() int {
-	limit := p.n.cfg.MaxBodyBytes
-	size := 0
-	for i, w := range p.queue {
-		size += len(w.cmd)
-		if i == maxPackCommands || i > 0 && size > limit {
-			return i
-		}
-	}
-	return len(p.queue)
+	return takeable(p.queue, func(w *packed) []byte { return w.cmd }, maxPackCommands, p.n.cfg.MaxBodyBytes)
 }
 
 // storeSignal tells the packer which entries raft has written to this node's log.
