@@ -55,11 +55,11 @@ cluster: build
 	    -bootstrap-expect 3 -join 127.0.0.1:10004,127.0.0.1:10014,127.0.0.1:10024 $(if $(CONFIG),-config $(CONFIG)) \
 	    >>$(CLUSTER)/node$$i.log 2>&1 & echo $$! > $(CLUSTER)/node$$i.pid; \
 	done
-	@for t in $$(seq 1 150); do \
+	@for t in $$(seq 1 600); do \
 	  for p in 10002 10012 10022; do \
 	    curl -sf $(CURL_OPTS) -o /dev/null $(SCHEME)://127.0.0.1:$$p/readyz || { sleep 0.2; continue 2; }; \
 	  done; echo "cluster ready: $(SCHEME)://127.0.0.1:10002 $(SCHEME)://127.0.0.1:10012 $(SCHEME)://127.0.0.1:10022"; exit 0; \
-	done; echo "cluster not ready after 30 s; see $(CLUSTER)/node*.log"; exit 1
+	done; echo "cluster not ready after 120 s; see $(CLUSTER)/node*.log"; exit 1
 
 # Stops the three nodes without leaving the cluster (SIGINT), so `make cluster` restarts it as it was.
 cluster-stop:
