@@ -323,9 +323,10 @@ func (r *txn) userConversationIDs(uid string) []string {
 	return ids
 }
 
-// deletedSeqs returns the seqs in [begin, end] that uid deleted from conversationID.
-func (r *txn) deletedSeqs(uid, conversationID string, begin, end uint64) map[uint64]bool {
-	out := map[uint64]bool{}
+// deletedSeqs returns, in order, the seqs in [begin, end] that uid deleted from
+// conversationID (the keys sort by seq).
+func (r *txn) deletedSeqs(uid, conversationID string, begin, end uint64) []uint64 {
+	var out []uint64
 	p := append(pairKey(uid, conversationID), 0)
 	cur := r.msgDeleted.Cursor()
 	for k, _ := cur.Seek(deletedKey(uid, conversationID, begin)); k != nil && bytes.HasPrefix(k, p) && len(k) == len(p)+8; k, _ = cur.Next() {
@@ -333,7 +334,7 @@ func (r *txn) deletedSeqs(uid, conversationID string, begin, end uint64) map[uin
 		if seq > end {
 			break
 		}
-		out[seq] = true
+		out = append(out, seq)
 	}
 	return out
 }
@@ -346,12 +347,9 @@ func (f *FSM) DeletedSeqs(uid, conversationID string, begin, end uint64) ([]uint
 	}
 	var out []uint64
 	err := f.view(func(r *txn) error {
-		for seq := range r.deletedSeqs(uid, conversationID, begin, end) {
-			out = append(out, seq)
-		}
+		out = r.deletedSeqs(uid, conversationID, begin, end)
 		return nil
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out, err
 }
 
@@ -382,7 +380,7 @@ func (f *FSM) Conversations(uid string) ([]ConversationInfo, error) {
 						return err
 					} else if ok {
 						v := m.View()
-						if r.deletedSeqs(uid, id, conv.MaxSeq, conv.MaxSeq)[conv.MaxSeq] {
+						if len(r.deletedSeqs(uid, id, conv.MaxSeq, conv.MaxSeq)) > 0 {
 							v.Hide()
 						}
 						ci.LastMessage = &v
