@@ -339,16 +339,18 @@ func TestForwardedWritesAreBatched(t *testing.T) {
 	}
 }
 
-// A batch call carries at most maxForwardBatch writes and, past its first, at most
-// maxBodyBytes of them.
-func TestForwardBatchLimits(t *testing.T) {
+// A forwarded batch call and a packed entry carry at most their count limit of commands
+// (maxForwardBatch, maxPackCommands) and, past the first, at most maxBodyBytes of them.
+func TestBatchLimits(t *testing.T) {
 	cfg := config.Default()
 	cfg.MaxBodyBytes = 1000
-	b := &forwardBatcher{n: &Node{cfg: cfg}}
+	n := &Node{cfg: cfg}
+	b, p := &forwardBatcher{n: n}, &packer{n: n}
 	queue := func(sizes ...int) {
-		b.queue = nil
+		b.queue, p.queue = nil, nil
 		for _, s := range sizes {
 			b.queue = append(b.queue, &forwarded{cmd: make([]byte, s)})
+			p.queue = append(p.queue, &packed{cmd: make([]byte, s)})
 		}
 	}
 	for _, tc := range []struct {
@@ -364,15 +366,21 @@ func TestForwardBatchLimits(t *testing.T) {
 	} {
 		queue(tc.sizes...)
 		if got := b.takeable(); got != tc.want {
-			t.Fatalf("sizes %v: got %d, want %d", tc.sizes, got, tc.want)
+			t.Fatalf("forward batch of sizes %v: got %d, want %d", tc.sizes, got, tc.want)
+		}
+		if got := p.takeable(); got != tc.want {
+			t.Fatalf("packed entry of sizes %v: got %d, want %d", tc.sizes, got, tc.want)
 		}
 	}
-	sizes := make([]int, maxForwardBatch+10)
+	sizes := make([]int, max(maxForwardBatch, maxPackCommands)+10)
 	for i := range sizes {
 		sizes[i] = 1
 	}
 	queue(sizes...)
 	if got := b.takeable(); got != maxForwardBatch {
-		t.Fatalf("%d small writes: got %d, want %d", len(sizes), got, maxForwardBatch)
+		t.Fatalf("%d small writes: forward batch got %d, want %d", len(sizes), got, maxForwardBatch)
+	}
+	if got := p.takeable(); got != maxPackCommands {
+		t.Fatalf("%d small commands: packed entry got %d, want %d", len(sizes), got, maxPackCommands)
 	}
 }

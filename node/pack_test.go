@@ -9,7 +9,6 @@ import (
 	"github.com/hashicorp/raft"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/imnode/imnode/config"
 	"github.com/imnode/imnode/fsm"
 )
 
@@ -209,43 +208,6 @@ func TestForwardedBatchIsPackedAndBadCommandsRefusedAlone(t *testing.T) {
 	}
 	if got := l.raft.LastIndex(); got != before+1 {
 		t.Fatalf("log grew from %d to %d, want one packed entry", before, got)
-	}
-}
-
-// An entry carries at most maxPackCommands commands and, past its first, at most
-// maxBodyBytes of them.
-func TestPackLimits(t *testing.T) {
-	cfg := config.Default()
-	cfg.MaxBodyBytes = 1000
-	p := &packer{n: &Node{cfg: cfg}}
-	queue := func(sizes ...int) {
-		p.queue = nil
-		for _, s := range sizes {
-			p.queue = append(p.queue, &packed{cmd: make([]byte, s)})
-		}
-	}
-	for _, tc := range []struct {
-		sizes []int
-		want  int
-	}{
-		{nil, 0},
-		{[]int{5000}, 1},
-		{[]int{5000, 1}, 1},
-		{[]int{400, 400, 400}, 2},
-		{[]int{500, 500}, 2},
-	} {
-		queue(tc.sizes...)
-		if got := p.takeable(); got != tc.want {
-			t.Fatalf("sizes %v: got %d, want %d", tc.sizes, got, tc.want)
-		}
-	}
-	sizes := make([]int, maxPackCommands+10)
-	for i := range sizes {
-		sizes[i] = 1
-	}
-	queue(sizes...)
-	if got := p.takeable(); got != maxPackCommands {
-		t.Fatalf("%d small commands: got %d, want %d", len(sizes), got, maxPackCommands)
 	}
 }
 
