@@ -175,3 +175,17 @@ func WriteJSONL(path string, ops []Op) error {
 	}
 	return f.Close()
 }
+
+// outcomeCounts counts operations by outcome, for verdict summaries.
+type outcomeCounts struct{ ok, unknown, fail int }
+
+func (c *outcomeCounts) add(o Outcome) {
+	switch o {
+	case OK:
+		c.ok++
+	case Unknown:
+		c.unknown++
+	default:
+		c.fail++
+	}
+}

@@ -104,7 +104,10 @@ func checkMsgLog(ops []Op, retention time.Duration) Verdict {
 	}
 	checkAcks(&v, sends, logs)
 	checkReads(&v, reads, sends, logs)
-	var total, ok, unknown, fail, landed int
+	var (
+		total, landed int
+		counts        outcomeCounts
+	)
 	for _, l := range logs {
 		total += len(l)
 		for _, m := range l {
@@ -114,21 +117,14 @@ func checkMsgLog(ops []Op, retention time.Duration) Verdict {
 		}
 	}
 	for _, s := range sends {
-		switch s.Outcome {
-		case OK:
-			ok++
-		case Unknown:
-			unknown++
-		default:
-			fail++
-		}
+		counts.add(s.Outcome)
 	}
 	verdict := "valid"
 	if !v.Valid {
 		verdict = fmt.Sprintf("INVALID (%d problems)", len(v.Problems))
 	}
 	v.Summary = fmt.Sprintf("%s: %d conversations, %d messages on each of %d nodes%s; sends ok %d, unknown %d (%d of them landed), failed %d; %s; %d reads checked",
-		verdict, len(logs), total, nodes, retentionSummary(retention, logs), ok, unknown, landed, fail, revokeSummary(ops), len(reads))
+		verdict, len(logs), total, nodes, retentionSummary(retention, logs), counts.ok, counts.unknown, landed, counts.fail, revokeSummary(ops), len(reads))
 	return v
 }
 

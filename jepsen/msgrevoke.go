@@ -154,19 +154,11 @@ func sortedRevokeKeys(revokes map[revokeAt][]*Op, conv string) []uint64 {
 
 // revokeSummary counts the revokes of a history by outcome, for the verdict's summary.
 func revokeSummary(ops []Op) string {
-	var ok, unknown, fail int
+	var c outcomeCounts
 	for _, op := range ops {
-		if op.F != "revoke" {
-			continue
-		}
-		switch op.Outcome {
-		case OK:
-			ok++
-		case Unknown:
-			unknown++
-		default:
-			fail++
+		if op.F == "revoke" {
+			c.add(op.Outcome)
 		}
 	}
-	return fmt.Sprintf("revokes ok %d, unknown %d, failed %d", ok, unknown, fail)
+	return fmt.Sprintf("revokes ok %d, unknown %d, failed %d", c.ok, c.unknown, c.fail)
 }
