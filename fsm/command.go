@@ -266,6 +266,9 @@ var (
 // EncodeValue and DecodeValue are the codec for stored records and results. The returned
 // slice is the caller's own, of exactly the encoded length.
 func EncodeValue(v interface{}) ([]byte, error) {
+	if b, ok := fastEncode(v); ok {
+		return b, nil
+	}
 	p := encoders.Get().(*pooledEncoder)
 	defer encoders.Put(p)
 	p.buf = p.buf[:0]
@@ -278,6 +281,9 @@ func EncodeValue(v interface{}) ([]byte, error) {
 
 // DecodeValue decodes a value written by EncodeValue.
 func DecodeValue(b []byte, v interface{}) error {
+	if fastDecode(b, v) == nil {
+		return nil
+	}
 	d := decoders.Get().(*codec.Decoder)
 	d.ResetBytes(b)
 	err := d.Decode(v)
