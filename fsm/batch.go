@@ -109,9 +109,18 @@ func (w *txn) nextID() uint64 {
 	id := max(w.lastID+1, w.index)
 	w.lastID = id
 	if id > w.index {
-		if err := w.meta.Put(keyLastID, binary.BigEndian.AppendUint64(nil, id)); err != nil {
-			panic(fmt.Sprintf("fsm: entry %d: record command id: %v", w.index, err))
-		}
+		w.lastIDDirty = true // recorded once per applied batch of entries (saveLastID)
 	}
 	return id
+}
+
+// saveLastID records lastID if a command took an id above its index since the last save.
+func (w *txn) saveLastID() {
+	if !w.lastIDDirty {
+		return
+	}
+	if err := w.meta.Put(keyLastID, binary.BigEndian.AppendUint64(nil, w.lastID)); err != nil {
+		panic(fmt.Sprintf("fsm: entry %d: record command id %d: %v", w.index, w.lastID, err))
+	}
+	w.lastIDDirty = false
 }

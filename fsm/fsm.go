@@ -88,6 +88,7 @@ type FSM struct {
 	// applied is the last index committed to the file; reads see exactly that state.
 	applied atomic.Uint64
 	idem    idemIndex
+	regs    regCache
 	// notify is closed and replaced after every commit so WaitApplied wakes without polling.
 	notifyMu sync.Mutex
 	notify   chan struct{}
@@ -259,6 +260,7 @@ func (f *FSM) apply(logs []*raft.Log, out []interface{}) *group {
 		}
 		last = l.Index
 	}
+	w.saveLastID()
 	if last > applied {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], last)

@@ -24,11 +24,13 @@ type txn struct {
 	// id is the identity of the command being applied (see nextID), set per command.
 	id  uint64
 	eff *effects
-	// lastID caches the meta record keyLastID once read (lastIDOK); packed counts the
-	// commands beyond the first of the batch entries applied (see apply).
-	lastID   uint64
-	lastIDOK bool
-	packed   int
+	// lastID caches the meta record keyLastID once read (lastIDOK), and lastIDDirty says
+	// it has grown since it was last saved (saveLastID); packed counts the commands
+	// beyond the first of the batch entries applied (see apply).
+	lastID      uint64
+	lastIDOK    bool
+	lastIDDirty bool
+	packed      int
 }
 
 func newTxn(tx *bolt.Tx, idx *idemIndex) *txn {
