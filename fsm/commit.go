@@ -181,6 +181,9 @@ func (f *FSM) rollbackLocked() {
 // afterCommit tells the world outside the file what a committed group did, in log order:
 // only one goroutine commits (the committer, or the apply goroutine without group commit).
 func (f *FSM) afterCommit(g *group) {
+	if len(g.eff.deleted) > 0 {
+		f.regs.clear()
+	}
 	if f.opts.OnCommit != nil && len(g.eff.msgs) > 0 {
 		f.opts.OnCommit(g.eff.msgs)
 	}

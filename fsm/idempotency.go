@@ -192,6 +192,11 @@ func (w *txn) pruneIdempotency(c *PruneIdempotency) (*Result, error) {
 // IdempotentResult returns the stored result for an idempotency key, if any. Replayed is
 // set on it, as on the result of a replayed command.
 func (f *FSM) IdempotentResult(key []byte) (*Result, bool, error) {
+	if _, ok := f.idem.get(key); !ok {
+		// The in-memory index knows every record: most keys are new, and need no read
+		// transaction to say so.
+		return nil, false, nil
+	}
 	var (
 		res *Result
 		ok  bool

@@ -188,6 +188,7 @@ func (f *FSM) reopen(cause error) error {
 	}
 	f.db = db
 	f.setApplied(applied)
+	f.regs.clear()
 	return cause
 }
 

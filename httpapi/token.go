@@ -93,11 +93,11 @@ func (s *Server) verify(r *request, token string) (Identity, error) {
 		}
 	}
 	admin := s.admins[c.UID]
-	u, ok, err := f.User(c.UID)
+	regIndex, ok, err := f.UserRegIndex(c.UID)
 	if err != nil {
 		return Identity{}, fmt.Errorf("token user lookup: %w", err)
 	}
-	if !(ok && u.RegIndex == c.RV) && !(c.RV == 0 && admin) {
+	if !(ok && regIndex == c.RV) && !(c.RV == 0 && admin) {
 		return Identity{}, &Error{Code: CodeTokenNotExist, Msg: fmt.Sprintf("the user %q this token was issued to no longer exists", c.UID)}
 	}
 	return Identity{UID: c.UID, Platform: c.Platform, Admin: admin}, nil
