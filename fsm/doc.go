@@ -13,7 +13,10 @@
 // view). A key that names two things joins
 // them with a NUL byte ("owner\x00friend", "conversationID\x00<big-endian chunk>"), so a
 // prefix scan lists one owner's rows in order; uids and groupIDs with a NUL are rejected to
-// keep that exact. Values are msgpack (EncodeValue). A group message is stored once, not
+// keep that exact. Values are msgpack (EncodeValue): the records and commands of every
+// message write (SendMessage, Message, convRec, Result, a batch's [][]byte) go through a
+// hand-written codec (fastcodec.go) that writes the reflection codec's exact bytes, the
+// rest through the reflection codec itself. A group message is stored once, not
 // once per member. Messages and idempotency records go where keys only grow, so a commit
 // appends them to a few pages instead of one page per conversation or record (see
 // message.go and idempotency.go); files in the older layouts are converted when opened.
