@@ -123,11 +123,13 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 		// read transaction, a snapshot being persisted included: Apply would stall for the
 		// whole Persist. Reserving address space up front (as etcd does) makes that rare.
 		InitialMmapSize: initialMmapSize,
-		// The freelist is rebuilt by scanning at open instead of being written on every
-		// commit (which grows with the file); the map freelist allocates in O(1). etcd runs
-		// bbolt the same way.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		// The freelist is written with every commit. It stays small (fsm.db is mostly
+		// appended to: 68 free pages in a 5.8 GB file at 10 M messages), while rebuilding it
+		// instead (NoFreelistSync) reads every page of the file at open: 3 min 20 s for that
+		// file with a cold page cache, against 2 ms with the freelist stored. A file written
+		// with NoFreelistSync is scanned once more, and its freelist stored by the first
+		// commit. The map freelist allocates in O(1).
+		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("open fsm %s: %w", path, err)
