@@ -38,8 +38,10 @@
 // with the same RegIndex, or rv is 0 and the uid is in appManagerUid. So a deleted user's
 // tokens stay dead even after the uid is registered again (1507). When rv is newer than
 // this node's applied index (a token minted on another node right after registration),
-// the check waits for a read barrier first. VerifyToken exposes the same check to the
-// WebSocket gateway.
+// the check waits for a read barrier first. Parsed tokens and users' RegIndex are cached
+// (fsm.UserRegIndex; a committed user deletion and a restore clear the latter), so the
+// check opens no read transaction in the common case. VerifyToken exposes the same check
+// to the WebSocket gateway.
 //
 // # Who may call what
 //
