@@ -65,7 +65,7 @@ func fastEncode(v interface{}) (b []byte, ok bool) {
 		for _, c := range x {
 			n += 5 + len(c)
 		}
-		return appendBinSlice(make([]byte, 0, n), x), true
+		return appendSlice(make([]byte, 0, n), x, appendBin), true
 	}
 	return nil, false
 }
@@ -100,8 +100,8 @@ func fastDecode(b []byte, v interface{}) error {
 		}
 		*x = res
 	case *[][]byte:
-		out, ok := r.binSlice()
-		if !ok {
+		var out [][]byte
+		if !readSlice(&r, &out, r.bin) {
 			return errSlowPath
 		}
 		*x = out
@@ -127,7 +127,7 @@ func appendMessage(b []byte, m *Message) []byte {
 	b = appendInt(b, int64(m.SessionType))
 	b = appendInt(b, int64(m.ContentType))
 	b = appendBin(b, m.Content)
-	b = appendStrSlice(b, m.ForceList)
+	b = appendSlice(b, m.ForceList, appendStr)
 	b = appendInt(b, m.SendTime)
 	b = appendBool(b, m.Revoked)
 	b = appendStr(b, m.RevokerUID)
@@ -149,7 +149,7 @@ func (r *mpReader) message(m *Message) bool {
 		(!more(&n) || r.int32(&m.SessionType)) &&
 		(!more(&n) || r.int32(&m.ContentType)) &&
 		(!more(&n) || r.bin(&m.Content)) &&
-		(!more(&n) || r.strSlice(&m.ForceList)) &&
+		(!more(&n) || readSlice(r, &m.ForceList, r.str)) &&
 		(!more(&n) || r.int64(&m.SendTime)) &&
 		(!more(&n) || r.bool(&m.Revoked)) &&
 		(!more(&n) || r.str(&m.RevokerUID)) &&
@@ -166,7 +166,7 @@ func appendSendMessage(b []byte, c *SendMessage) []byte {
 	b = appendInt(b, int64(c.SessionType))
 	b = appendInt(b, int64(c.ContentType))
 	b = appendBin(b, c.Content)
-	return appendStrSlice(b, c.ForceList)
+	return appendSlice(b, c.ForceList, appendStr)
 }
 
 func (r *mpReader) sendMessage(c *SendMessage) bool {
@@ -182,22 +182,15 @@ func (r *mpReader) sendMessage(c *SendMessage) bool {
 		(!more(&n) || r.int32(&c.SessionType)) &&
 		(!more(&n) || r.int32(&c.ContentType)) &&
 		(!more(&n) || r.bin(&c.Content)) &&
-		(!more(&n) || r.strSlice(&c.ForceList))
+		(!more(&n) || readSlice(r, &c.ForceList, r.str))
 }
 
 func appendConvRec(b []byte, c *convRec) []byte {
 	b = appendArrayLen(b, 5)
 	b = appendUint(b, c.MaxSeq)
 	b = appendInt(b, c.LastSendTime)
-	b = appendStrSlice(b, c.Pair)
-	if c.Tail == nil {
-		b = append(b, mpNil)
-	} else {
-		b = appendArrayLen(b, len(c.Tail))
-		for _, k := range c.Tail {
-			b = appendUint(b, k)
-		}
-	}
+	b = appendSlice(b, c.Pair, appendStr)
+	b = appendSlice(b, c.Tail, appendUint)
 	return appendUint(b, c.MinSeq)
 }
 
@@ -208,8 +201,8 @@ func (r *mpReader) convRec(c *convRec) bool {
 	}
 	return (!more(&n) || r.uint(&c.MaxSeq)) &&
 		(!more(&n) || r.int64(&c.LastSendTime)) &&
-		(!more(&n) || r.strSlice(&c.Pair)) &&
-		(!more(&n) || r.uintSlice(&c.Tail)) &&
+		(!more(&n) || readSlice(r, &c.Pair, r.str)) &&
+		(!more(&n) || readSlice(r, &c.Tail, r.uint)) &&
 		(!more(&n) || r.uint(&c.MinSeq))
 }
 
@@ -223,7 +216,7 @@ func appendResult(b []byte, res *Result) []byte {
 	b = appendInt(b, res.SendTime)
 	b = appendUint(b, res.Seq)
 	b = appendStr(b, res.ConversationID)
-	b = appendStrSlice(b, res.Failed)
+	b = appendSlice(b, res.Failed, appendStr)
 	b = append(b, mpNil) // Results: the fast path takes only results without it
 	b = appendBool(b, res.Replayed)
 	return appendInt(b, int64(res.Pruned))
@@ -242,38 +235,10 @@ func (r *mpReader) result(res *Result) bool {
 		(!more(&n) || r.int64(&res.SendTime)) &&
 		(!more(&n) || r.uint(&res.Seq)) &&
 		(!more(&n) || r.str(&res.ConversationID)) &&
-		(!more(&n) || r.strSlice(&res.Failed)) &&
+		(!more(&n) || readSlice(r, &res.Failed, r.str)) &&
 		(!more(&n) || r.null()) && // Results: only nil here, anything else goes to mh
 		(!more(&n) || r.bool(&res.Replayed)) &&
 		(!more(&n) || r.goInt(&res.Pruned))
-}
-
-func appendBinSlice(b []byte, s [][]byte) []byte {
-	if s == nil {
-		return append(b, mpNil)
-	}
-	b = appendArrayLen(b, len(s))
-	for _, v := range s {
-		b = appendBin(b, v)
-	}
-	return b
-}
-
-func (r *mpReader) binSlice() ([][]byte, bool) {
-	n, isNil, ok := r.arrayLenOrNil()
-	if !ok || isNil {
-		return nil, ok
-	}
-	if n > len(r.b)-r.i {
-		return nil, false
-	}
-	out := make([][]byte, n)
-	for j := range out {
-		if !r.bin(&out[j]) {
-			return nil, false
-		}
-	}
-	return out, true
 }
 
 // Writers, in mh's choices: the shortest form of each number, str for strings and bin
@@ -321,13 +286,14 @@ func appendBin(b []byte, v []byte) []byte {
 	return append(b, v...)
 }
 
-func appendStrSlice(b []byte, s []string) []byte {
+// appendSlice writes s as an array of elements written by elem, or nil for a nil slice.
+func appendSlice[T any](b []byte, s []T, elem func([]byte, T) []byte) []byte {
 	if s == nil {
 		return append(b, mpNil)
 	}
 	b = appendArrayLen(b, len(s))
 	for _, v := range s {
-		b = appendStr(b, v)
+		b = elem(b, v)
 	}
 	return b
 }
@@ -505,17 +471,19 @@ func (r *mpReader) bin(dst *[]byte) bool {
 	return true
 }
 
-func (r *mpReader) strSlice(dst *[]string) bool {
+// readSlice reads an array of elements read by elem into dst (nil stays a nil slice,
+// and an empty array is an empty one, as mh reads them).
+func readSlice[T any](r *mpReader, dst *[]T, elem func(*T) bool) bool {
 	n, isNil, ok := r.arrayLenOrNil()
 	if !ok || isNil {
 		return ok
 	}
-	if n > len(r.b)-r.i {
+	if n > len(r.b)-r.i { // each element takes at least a byte
 		return false
 	}
-	out := make([]string, n)
+	out := make([]T, n)
 	for j := range out {
-		if !r.str(&out[j]) {
+		if !elem(&out[j]) {
 			return false
 		}
 	}
@@ -529,24 +497,6 @@ func (r *mpReader) null() bool {
 		return true
 	}
 	return false
-}
-
-func (r *mpReader) uintSlice(dst *[]uint64) bool {
-	n, isNil, ok := r.arrayLenOrNil()
-	if !ok || isNil {
-		return ok
-	}
-	if n > len(r.b)-r.i { // each element takes at least a byte
-		return false
-	}
-	out := make([]uint64, n)
-	for j := range out {
-		if !r.uint(&out[j]) {
-			return false
-		}
-	}
-	*dst = out
-	return true
 }
 
 func (r *mpReader) bool(v *bool) bool {
