@@ -147,11 +147,11 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 		if err := convertOldMsgs(tx); err != nil {
 			return err
 		}
-		if err := convertOldIdem(tx); err != nil {
-			return err
-		}
-		return f.idem.load(tx)
+		return convertOldIdem(tx)
 	})
+	if err == nil {
+		err = f.idem.load(db)
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, 0, fmt.Errorf("open fsm %s: %w", path, err)

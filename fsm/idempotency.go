@@ -83,22 +83,106 @@ func (x *idemIndex) delete(key []byte) {
 	delete(x.fp, fingerprint(key))
 }
 
-// load replaces the index with the records of tx's idemlog.
-func (x *idemIndex) load(tx *bolt.Tx) error {
-	fresh := idemIndex{fp: make(map[uint64]int64), full: make(map[[IdemKeyLen]byte]int64)}
-	err := tx.Bucket(bktIdemLog).ForEach(func(k, _ []byte) error {
-		if len(k) != 8+IdemKeyLen {
-			return fmt.Errorf("idempotency record key %x is %d bytes", k, len(k))
-		}
-		fresh.putLocked(k[8:], fromTimeKey(k[:8]))
-		return nil
-	})
+// idemLoadParts is how many goroutines read idemlog when the index is built. With a cold
+// page cache the scan waits for one random read per page (41 s for 10 million records), and
+// the disk serves several reads at once: random 4 KiB reads on this project's VM ran at
+// 9,700/s from one reader, 20,000/s from 8 and 32,000/s from 32.
+const idemLoadParts = 16
+
+// idemLoadBatch is how many records a reader hands over at a time.
+const idemLoadBatch = 4096
+
+type idemRec struct {
+	key [IdemKeyLen]byte
+	t   int64
+}
+
+// load replaces the index with the records of db's idemlog. Readers scan disjoint ranges
+// of its time-ordered keys in their own read transactions, and one goroutine indexes what
+// they read. Which of two keys that share a fingerprint lands in fp does not matter (see
+// idemIndex), so neither does the order the ranges arrive in.
+func (x *idemIndex) load(db *bolt.DB) error {
+	bounds, err := idemLoadBounds(db, idemLoadParts)
 	if err != nil {
 		return err
+	}
+	fresh := idemIndex{fp: make(map[uint64]int64), full: make(map[[IdemKeyLen]byte]int64)}
+	batches := make(chan []idemRec, idemLoadParts)
+	errs := make(chan error, len(bounds))
+	var wg sync.WaitGroup
+	for i, lo := range bounds {
+		var hi []byte
+		if i+1 < len(bounds) {
+			hi = bounds[i+1]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- db.View(func(tx *bolt.Tx) error { return scanIdemRange(tx, lo, hi, batches) })
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(batches)
+	}()
+	for b := range batches {
+		for i := range b {
+			fresh.putLocked(b[i].key[:], b[i].t)
+		}
+	}
+	for range bounds {
+		if err := <-errs; err != nil {
+			return err
+		}
 	}
 	x.mu.Lock()
 	x.fp, x.full = fresh.fp, fresh.full
 	x.mu.Unlock()
+	return nil
+}
+
+// idemLoadBounds splits idemlog's time range into at most parts ranges of equal length and
+// returns the key each range starts at (the first is nil: from the start).
+func idemLoadBounds(db *bolt.DB, parts int) ([][]byte, error) {
+	bounds := [][]byte{nil}
+	err := db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bktIdemLog).Cursor()
+		first, _ := c.First()
+		last, _ := c.Last()
+		if len(first) < 8 || len(last) < 8 {
+			return nil // empty, or a malformed key the scan reports
+		}
+		lo, hi := binary.BigEndian.Uint64(first), binary.BigEndian.Uint64(last)
+		width := (hi-lo)/uint64(parts) + 1
+		for i := uint64(1); i < uint64(parts) && i*width <= hi-lo; i++ {
+			bounds = append(bounds, binary.BigEndian.AppendUint64(nil, lo+i*width))
+		}
+		return nil
+	})
+	return bounds, err
+}
+
+// scanIdemRange sends the records with lo <= key < hi (nil: no bound) in batches.
+func scanIdemRange(tx *bolt.Tx, lo, hi []byte, out chan<- []idemRec) error {
+	c := tx.Bucket(bktIdemLog).Cursor()
+	k, _ := c.First()
+	if lo != nil {
+		k, _ = c.Seek(lo)
+	}
+	batch := make([]idemRec, 0, idemLoadBatch)
+	for ; k != nil && (hi == nil || bytes.Compare(k, hi) < 0); k, _ = c.Next() {
+		if len(k) != 8+IdemKeyLen {
+			return fmt.Errorf("idempotency record key %x is %d bytes", k, len(k))
+		}
+		batch = append(batch, idemRec{key: [IdemKeyLen]byte(k[8:]), t: fromTimeKey(k[:8])})
+		if len(batch) == idemLoadBatch {
+			out <- batch
+			batch = make([]idemRec, 0, idemLoadBatch)
+		}
+	}
+	if len(batch) > 0 {
+		out <- batch
+	}
 	return nil
 }
 

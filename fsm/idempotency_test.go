@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"path/filepath"
 	"reflect"
@@ -260,5 +261,55 @@ func TestTimeKeyOrder(t *testing.T) {
 		if string(timeKey(vals[i-1])) >= string(timeKey(vals[i])) {
 			t.Fatalf("timeKey(%d) does not sort before timeKey(%d)", vals[i-1], vals[i])
 		}
+	}
+}
+
+// TestIdempotencyIndexLoadedInParts: the index built at open by parallel range scans finds
+// every record at its time, whether the records' times spread over the parts, all share
+// one time, or their keys share fingerprints across parts.
+func TestIdempotencyIndexLoadedInParts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		time func(i int) int64
+	}{
+		{"spread", func(i int) int64 { return int64(i) * 7919 }},
+		{"one time", func(int) int64 { return 42 }},
+		{"negative and positive", func(i int) int64 { return int64(i-5000) * 1e9 }},
+		{"few times", func(i int) int64 { return int64(i % 3) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "fsm.db")
+			f := mustOpen(t, path, Options{})
+			want := map[[IdemKeyLen]byte]int64{}
+			err := f.db.Update(func(tx *bolt.Tx) error {
+				b := tx.Bucket(bktIdemLog)
+				for i := 0; i < 3*idemLoadBatch+17; i++ {
+					var key [IdemKeyLen]byte
+					binary.BigEndian.PutUint64(key[:], uint64(i%1000)) // fingerprints shared by up to 13 keys
+					binary.BigEndian.PutUint64(key[8:], uint64(i))
+					at := tc.time(i)
+					want[key] = at
+					if err := b.Put(idemLogKey(at, key[:]), []byte{0x90}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			f = mustOpen(t, path, Options{})
+			if got := len(f.idem.fp) + len(f.idem.full); got != len(want) {
+				t.Fatalf("index holds %d keys, want %d", got, len(want))
+			}
+			for key, at := range want {
+				if got, ok := f.idem.get(key[:]); !ok || got != at {
+					t.Fatalf("key %x: index says %d, %v; want %d", key[:16], got, ok, at)
+				}
+			}
+		})
 	}
 }
