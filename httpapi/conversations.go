@@ -101,13 +101,7 @@ func (s *Server) deleteMsgs(r *request) (any, error) {
 	if err := r.decode(&req); err != nil {
 		return nil, err
 	}
-	r.opID = req.OperationID
-	if err := firstErr(
-		checkOpID(req.OperationID),
-		checkID("uid", req.UID, maxUID),
-		checkConversationID(req.ConversationID),
-		selfAct(r, "uid", req.UID),
-	); err != nil {
+	if err := checkUserConv(r, req.OperationID, req.UID, req.ConversationID); err != nil {
 		return nil, err
 	}
 	if len(req.Seqs) == 0 || len(req.Seqs) > fsm.MaxDeleteSeqs {
@@ -149,13 +143,8 @@ func (s *Server) markAsRead(r *request) (any, error) {
 	if err := r.decode(&req); err != nil {
 		return nil, err
 	}
-	r.opID = req.OperationID
-	if err := firstErr(
-		checkOpID(req.OperationID),
-		checkID("uid", req.UID, maxUID),
-		checkConversationID(req.ConversationID),
+	if err := checkUserConv(r, req.OperationID, req.UID, req.ConversationID,
 		checkRequired("hasReadSeq", req.HasReadSeq),
-		selfAct(r, "uid", req.UID),
 	); err != nil {
 		return nil, err
 	}
@@ -186,13 +175,7 @@ func (s *Server) setConversation(r *request) (any, error) {
 	if err := r.decode(&req); err != nil {
 		return nil, err
 	}
-	r.opID = req.OperationID
-	if err := firstErr(
-		checkOpID(req.OperationID),
-		checkID("uid", req.UID, maxUID),
-		checkConversationID(req.ConversationID),
-		selfAct(r, "uid", req.UID),
-	); err != nil {
+	if err := checkUserConv(r, req.OperationID, req.UID, req.ConversationID); err != nil {
 		return nil, err
 	}
 	opt := req.RecvMsgOpt
@@ -255,4 +238,13 @@ func (s *Server) getAllConversations(r *request) (any, error) {
 		}
 	}
 	return dataResp{out}, nil
+}
+
+// checkUserConv checks a request that acts on uid's own view of a conversation: its
+// operationID, uid and conversationID, then more, then that the token may act for uid.
+// It records the operationID for the idempotency key.
+func checkUserConv(r *request, opID, uid, conversationID string, more ...error) error {
+	r.opID = opID
+	checks := append([]error{checkOpID(opID), checkID("uid", uid, maxUID), checkConversationID(conversationID)}, more...)
+	return firstErr(append(checks, selfAct(r, "uid", uid))...)
 }
