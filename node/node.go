@@ -302,7 +302,12 @@ func (n *Node) Shutdown() error {
 // idempotency records (through the log, so every node prunes the same records).
 func (n *Node) leaderDuties() {
 	defer n.wg.Done()
-	t := time.NewTicker(time.Minute)
+	n.everyAsLeader(time.Minute, n.pruneIdempotency)
+}
+
+// everyAsLeader calls duty every interval while this node leads, until the node stops.
+func (n *Node) everyAsLeader(interval time.Duration, duty func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -310,19 +315,23 @@ func (n *Node) leaderDuties() {
 			return
 		case <-t.C:
 		}
-		if !n.IsLeader() {
-			continue
+		if n.IsLeader() {
+			duty()
 		}
-		before := time.Now().Add(-n.cfg.IdempotencyRetention.D()).UnixNano()
-		cmd, err := fsm.Encode(fsm.CmdPruneIdempotency, nil, fsm.PruneIdempotency{Before: before})
-		if err != nil {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
-		if _, err := n.Propose(ctx, cmd); err != nil {
-			n.log.Warn("prune idempotency records", "err", err)
-		}
-		cancel()
+	}
+}
+
+// pruneIdempotency proposes forgetting the idempotency records older than the retention.
+func (n *Node) pruneIdempotency() {
+	before := time.Now().Add(-n.cfg.IdempotencyRetention.D()).UnixNano()
+	cmd, err := fsm.Encode(fsm.CmdPruneIdempotency, nil, fsm.PruneIdempotency{Before: before})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
+	defer cancel()
+	if _, err := n.Propose(ctx, cmd); err != nil {
+		n.log.Warn("prune idempotency records", "err", err)
 	}
 }
 

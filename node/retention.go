@@ -26,18 +26,7 @@ func (n *Node) retentionDuties() {
 	if retention <= 0 {
 		return
 	}
-	t := time.NewTicker(retentionInterval(retention))
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-		}
-		if n.IsLeader() {
-			n.pruneMessages(retention)
-		}
-	}
+	n.everyAsLeader(retentionInterval(retention), func() { n.pruneMessages(retention) })
 }
 
 // pruneMessages proposes PruneMessages until a command removes less than its limit (nothing
