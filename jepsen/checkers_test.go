@@ -261,21 +261,7 @@ func TestCheckMsgLog(t *testing.T) {
 		{"decreasing sendTime", everywhere(msgHistory(), func(op *Op) { op.Msgs[2].SendTime = 0 }), "sendTime"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			v := CheckMsgLog(tc.h)
-			if tc.want == "" {
-				if !v.Valid {
-					t.Fatalf("got problems %q, want valid", v.Problems)
-				}
-				return
-			}
-			if v.Valid {
-				t.Fatalf("got valid (%s), want a problem with %q", v.Summary, tc.want)
-			}
-			if !strings.Contains(strings.Join(v.Problems, "\n"), tc.want) {
-				t.Fatalf("got problems %q, want one with %q", v.Problems, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkMsgLogVerdict(t, tc.h, tc.want) })
 	}
 }
 
@@ -325,5 +311,24 @@ func TestIllegalVerdictNamesTheOperation(t *testing.T) {
 	got := strings.Join(v.Problems, "\n")
 	if v.Valid || !strings.Contains(got, "partition x") || !strings.Contains(got, "op 2 read(x)") {
 		t.Fatalf("got %q, want the partition x and op 2 named", v.Problems)
+	}
+}
+
+// checkMsgLogVerdict runs the msglog checker on h: valid if want is empty, else a problem
+// that contains want.
+func checkMsgLogVerdict(t *testing.T, h []Op, want string) {
+	t.Helper()
+	v := CheckMsgLog(h)
+	if want == "" {
+		if !v.Valid {
+			t.Fatalf("got problems %q, want valid", v.Problems)
+		}
+		return
+	}
+	if v.Valid {
+		t.Fatalf("got valid (%s), want a problem with %q", v.Summary, want)
+	}
+	if !strings.Contains(strings.Join(v.Problems, "\n"), want) {
+		t.Fatalf("got problems %q, want one with %q", v.Problems, want)
 	}
 }
