@@ -27,8 +27,10 @@
 // Each connection keeps pos, the last seq it wrote per conversation.
 //
 //  1. On connect the connection registers with the dispatcher first, then reads the
-//     user's conversations with their max seq (the baseline). A message applied in
-//     between is both in the baseline and pushed; pos drops the copy.
+//     user's conversations with their max seq (the baseline), and only then writes the
+//     handshake's 101 response. A message applied between registration and baseline is
+//     both in the baseline and pushed; pos drops the copy. One applied after the 101,
+//     when the client can first know it is connected, is always pushed.
 //  2. The client's first frame decides how delivery starts. {"type":"resume","seqs":{...}}
 //     sets pos to the client's seqs (0 for the user's conversations it did not list) and
 //     replays, from the store, every message past pos (those the user deleted from their

@@ -109,6 +109,48 @@ func TestLiveOnlyStartsAtConnect(t *testing.T) {
 	c.quiet(200 * time.Millisecond)
 }
 
+// TestHandshakeAfterBaseline: the client receives the 101 only once its connection is
+// registered and has read its baseline, so what is applied after the client can know it is
+// connected is pushed. (fasthttp used to write the 101 before the connection registered;
+// a message applied in that window was in no baseline and pushed to no one.)
+func TestHandshakeAfterBaseline(t *testing.T) {
+	h := newHarness(t, Options{ResumeWait: 50 * time.Millisecond})
+	h.register("a", "b")
+	h.send("a", "b", fsm.SessionSingle, "old")
+	entered, release := make(chan struct{}), make(chan struct{})
+	hook := func() { close(entered); <-release }
+	h.beforeNewest.Store(&hook)
+	type dialed struct {
+		c   *client
+		err error
+	}
+	done := make(chan dialed, 1)
+	go func() {
+		c, _, err := h.dial("tok:b")
+		done <- dialed{c, err}
+	}()
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the connection never read its baseline")
+	}
+	select {
+	case d := <-done:
+		t.Fatalf("the handshake was answered before the baseline was read (err %v)", d.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	d := <-done
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	h.send("a", "b", fsm.SessionSingle, "new")
+	if got := d.c.msgs(1, wait); got[0].Seq != 2 {
+		t.Fatalf("got seq %d, want 2", got[0].Seq)
+	}
+	d.c.quiet(200 * time.Millisecond)
+}
+
 // TestResumeUnderConcurrentApply resumes while messages are applied as fast as possible:
 // the client must get every seq after its resume point exactly once, in order.
 func TestResumeUnderConcurrentApply(t *testing.T) {

@@ -63,18 +63,27 @@ func (g *Gateway) ServeWS(ctx *fasthttp.RequestCtx) {
 	}
 	// Nothing of ctx may be kept past this handler: copy what the connection needs.
 	remote := copyAddr(ctx.RemoteAddr())
+	// The 101 is written by serveConn, not by fasthttp after this handler returns: the
+	// client must not see itself connected before the connection is registered and has
+	// its baseline, or a message applied in between would be neither pushed nor counted
+	// as before the connection (doc.go, "Delivery"). handshake is set below, before the
+	// hijack handler can run.
+	var handshake []byte
 	g.conns.Add(1)
 	err = g.up.Upgrade(ctx, func(ws *websocket.Conn) {
 		defer g.conns.Done()
 		defer g.reserved.Add(-1)
-		g.serveConn(newConn(g, ws, id, uid, token, remote))
+		g.serveConn(newConn(g, ws, id, uid, token, remote), handshake)
 	})
 	if err != nil {
 		// The upgrader already answered (bad handshake); the hijack never runs.
 		g.conns.Done()
 		g.reserved.Add(-1)
 		g.m.refused.WithLabelValues("handshake").Inc()
+		return
 	}
+	handshake = append([]byte(nil), ctx.Response.Header.Header()...)
+	ctx.HijackSetNoResponse(true)
 }
 
 func (g *Gateway) refuse(ctx *fasthttp.RequestCtx, label string, status, code int, msg string) {
@@ -99,8 +108,10 @@ func copyAddr(a net.Addr) net.Addr {
 
 // serveConn runs one connection: register first, then read the starting point, so a
 // message applied in between is both in the starting point and pushed, and the seq
-// positions drop the copy (never a gap, never a duplicate).
-func (g *Gateway) serveConn(c *conn) {
+// positions drop the copy (never a gap, never a duplicate). Only then does it write the
+// handshake's 101 response, so everything applied after the client sees itself connected
+// is pushed.
+func (g *Gateway) serveConn(c *conn, handshake []byte) {
 	g.register(c)
 	defer g.unregister(c)
 	if g.closing.Load() {
@@ -113,6 +124,9 @@ func (g *Gateway) serveConn(c *conn) {
 		c.closeWith(CloseInternal, "cannot read your conversations: reconnect")
 	}
 	c.baseline = base
+	if _, err := c.ws.NetConn().Write(handshake); err != nil {
+		return // the client is gone; the server closes the socket
+	}
 	go c.writeLoop()
 	c.readLoop()
 	<-c.writerDone

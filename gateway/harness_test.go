@@ -33,6 +33,21 @@ type harness struct {
 	// mute drops OnCommit calls, as a node that installs a snapshot never sees them.
 	mute atomic.Bool
 	ids  atomic.Uint64
+	// beforeNewest, if set, runs at the start of the gateway's next NewestSeqs read (once).
+	beforeNewest atomic.Pointer[func()]
+}
+
+// hookedStore is the FSM as the gateway's Store, with the harness's beforeNewest hook.
+type hookedStore struct {
+	*fsm.FSM
+	h *harness
+}
+
+func (s hookedStore) NewestSeqs(uid string) ([]fsm.ConversationSeq, error) {
+	if fn := s.h.beforeNewest.Swap(nil); fn != nil {
+		(*fn)()
+	}
+	return s.FSM.NewestSeqs(uid)
 }
 
 func newHarness(t *testing.T, opts Options) *harness {
@@ -52,7 +67,7 @@ func newHarness(t *testing.T, opts Options) *harness {
 		t.Fatal(err)
 	}
 	h.f = f
-	h.gw.Start(Deps{Store: f, Verify: fakeVerify, API: h.fakeAPI})
+	h.gw.Start(Deps{Store: hookedStore{f, h}, Verify: fakeVerify, API: h.fakeAPI})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
