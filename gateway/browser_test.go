@@ -44,9 +44,18 @@ func TestBrowserDemo(t *testing.T) {
 	defer cancelAlloc()
 	browser, cancelBrowser := chromedp.NewContext(allocCtx)
 	defer cancelBrowser()
-	// Start the browser without a timeout: a timeout on the first run would stop it.
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("start chromium: %v", err)
+	// Start the browser without a timeout on its context (a timeout on the first run would
+	// stop the browser when it expires), but give up on a start that hangs.
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(browser) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("start chromium: %v", err)
+		}
+	case <-time.After(2 * time.Minute):
+		cancelBrowser()
+		t.Fatal("chromium did not start within 2 minutes")
 	}
 	tab := func() (context.Context, context.CancelFunc) {
 		ctx, cancel := chromedp.NewContext(browser)

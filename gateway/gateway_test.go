@@ -353,7 +353,10 @@ func TestShutdownClosesWithReason(t *testing.T) {
 // TestSlowClientDisconnected: a client that does not read is closed once its buffer
 // fills; a client that reads gets every message and the node's memory stays bounded.
 func TestSlowClientDisconnected(t *testing.T) {
-	h := newHarness(t, Options{SendBufferFrames: 8})
+	// 64 frames of slack let the fast client through a scheduling stall of a race build on
+	// a loaded machine (with 8 it was once closed as too slow); the slow one still fills
+	// them, since 64 frames and the socket buffers hold far less than the 25 MiB sent.
+	h := newHarness(t, Options{SendBufferFrames: 64})
 	h.register("a", "b", "c")
 	slow := h.mustDialSilent("tok:b")
 	fast := h.mustDial("tok:c")
@@ -363,14 +366,20 @@ func TestSlowClientDisconnected(t *testing.T) {
 	fast.mustNext(wait)
 	big := strings.Repeat("x", 64<<10)
 	const n = 400 // 25 MiB for b: more than autotuned loopback socket buffers hold
-	done := make(chan []frame)
-	go func() { done <- fast.msgs(2*n, 30*time.Second) }()
-	for i := 0; i < n; i++ {
-		h.send("a", "b", fsm.SessionSingle, big)
-		h.send("a", "c", fsm.SessionSingle, "small")
-		h.send("b", "c", fsm.SessionSingle, "small")
-	}
-	got := <-done
+	// The test's goroutine reads, so that a failed read ends the test instead of leaving
+	// it waiting for a reader that called t.Fatal elsewhere.
+	sent := make(chan struct{})
+	t.Cleanup(func() { <-sent }) // before the harness closes the FSM the sender applies to
+	go func() {
+		defer close(sent)
+		for i := 0; i < n; i++ {
+			h.send("a", "b", fsm.SessionSingle, big)
+			h.send("a", "c", fsm.SessionSingle, "small")
+			h.send("b", "c", fsm.SessionSingle, "small")
+		}
+	}()
+	got := fast.msgs(2*n, 30*time.Second)
+	<-sent
 	if len(got) != 2*n {
 		t.Fatalf("fast client got %d, want %d", len(got), 2*n)
 	}
