@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -338,6 +339,85 @@ func TestForwardedWritesAreBatched(t *testing.T) {
 	calls, sent := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 	if sent < writes || float64(calls) >= sent {
 		t.Fatalf("%v writes went in %d calls, want at least %d writes in fewer calls", sent, calls, writes)
+	}
+}
+
+// A forwarded write does not wait for a call slot longer than maxForwardWait: with all
+// maxForwardCalls calls stuck on the wire, the next write goes out in a call of its own
+// and is answered while they are still stuck.
+func TestForwardQueueWaitIsBounded(t *testing.T) {
+	tc := mustCluster(t, 3)
+	l := tc.leader()
+	var f *Node
+	for _, n := range tc.nodes {
+		if n != l {
+			f = n
+		}
+	}
+	gate, entered := make(chan struct{}), make(chan struct{}, maxForwardCalls)
+	var calls atomic.Int32
+	forward := f.forward
+	f.forward = func(ctx context.Context, to, path string, body []byte) ([]byte, error) {
+		if path == PathPropose && calls.Add(1) <= maxForwardCalls {
+			entered <- struct{}{}
+			<-gate
+		}
+		return forward(ctx, to, path, body)
+	}
+	propose := func(uid string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			cmd, err := fsm.Encode(fsm.CmdRegisterUser, nil, fsm.RegisterUser{User: fsm.User{UID: uid, Name: uid}})
+			if err == nil {
+				_, err = f.Propose(context.Background(), cmd)
+			}
+			done <- err
+		}()
+		return done
+	}
+	var stuck []<-chan error
+	for i := range maxForwardCalls {
+		stuck = append(stuck, propose(fmt.Sprintf("stuck%d", i)))
+		select {
+		case <-entered: // one more call holds a slot
+		case <-time.After(10 * time.Second):
+			t.Fatalf("call %d never reached the wire", i)
+		}
+	}
+	start := time.Now()
+	select {
+	case err := <-propose("next"):
+		if err != nil {
+			t.Fatalf("write beside %d stuck calls: %v", maxForwardCalls, err)
+		}
+		t.Logf("answered after %v with %d calls stuck", time.Since(start), maxForwardCalls)
+	case <-time.After(5 * time.Second):
+		t.Fatalf("a write waited 5 s behind %d stuck calls ", maxForwardCalls)
+	}
+	var over dto.Metric
+	if err := f.metrics.forwardOver.Write(&over); err != nil {
+		t.Fatal(err)
+	}
+	if got := over.GetCounter().GetValue(); got < 1 {
+		t.Fatalf("imnode_forward_overflow_calls_total = %v, want at least 1", got)
+	}
+	close(gate)
+	for i, done := range stuck {
+		if err := <-done; err != nil {
+			t.Fatalf("stuck write %d: %v", i, err)
+		}
+	}
+	// The senders stop once they have answered their writes.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		f.batcher.mu.Lock()
+		senders, queued := f.batcher.senders, len(f.batcher.queue)
+		f.batcher.mu.Unlock()
+		if senders == 0 && queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the writes: %d senders, %d queued", senders, queued)
+		}
 	}
 }
 
