@@ -299,13 +299,7 @@ func TestLeaderRefusesAnUndecodableForwardedCommand(t *testing.T) {
 // Writes forwarded at once by a follower share batch calls, and each gets its own result.
 func TestForwardedWritesAreBatched(t *testing.T) {
 	tc := mustCluster(t, 3)
-	l := tc.leader()
-	var f *Node
-	for _, n := range tc.nodes {
-		if n != l {
-			f = n
-		}
-	}
+	f := tc.follower()
 	const writes = 200
 	results := make([]*fsm.Result, writes)
 	var wg sync.WaitGroup
@@ -347,14 +341,10 @@ func TestForwardedWritesAreBatched(t *testing.T) {
 // and is answered while they are still stuck.
 func TestForwardQueueWaitIsBounded(t *testing.T) {
 	tc := mustCluster(t, 3)
-	l := tc.leader()
-	var f *Node
-	for _, n := range tc.nodes {
-		if n != l {
-			f = n
-		}
-	}
+	f := tc.follower()
 	gate, entered := make(chan struct{}), make(chan struct{}, maxForwardCalls)
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release) // before the cluster stops, should the test fail with calls held
 	var calls atomic.Int32
 	forward := f.forward
 	f.forward = func(ctx context.Context, to, path string, body []byte) ([]byte, error) {
@@ -392,7 +382,7 @@ func TestForwardQueueWaitIsBounded(t *testing.T) {
 		}
 		t.Logf("answered after %v with %d calls stuck", time.Since(start), maxForwardCalls)
 	case <-time.After(5 * time.Second):
-		t.Fatalf("a write waited 5 s behind %d stuck calls ", maxForwardCalls)
+		t.Fatalf("a write waited 5 s behind %d stuck calls", maxForwardCalls)
 	}
 	var over dto.Metric
 	if err := f.metrics.forwardOver.Write(&over); err != nil {
@@ -401,7 +391,7 @@ func TestForwardQueueWaitIsBounded(t *testing.T) {
 	if got := over.GetCounter().GetValue(); got < 1 {
 		t.Fatalf("imnode_forward_overflow_calls_total = %v, want at least 1", got)
 	}
-	close(gate)
+	release()
 	for i, done := range stuck {
 		if err := <-done; err != nil {
 			t.Fatalf("stuck write %d: %v", i, err)
