@@ -336,38 +336,69 @@ func TestForwardedWritesAreBatched(t *testing.T) {
 	}
 }
 
+// holdForwardCalls makes f's first hold forward calls to /internal/propose wait until
+// release (also called at cleanup, before the cluster stops); entered gets a value as each
+// of them reaches the wire.
+func holdForwardCalls(t *testing.T, f *Node, hold int32) (entered <-chan struct{}, release func()) {
+	gate, in := make(chan struct{}), make(chan struct{}, hold)
+	release = sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
+	var calls atomic.Int32
+	forward := f.forward
+	f.forward = func(ctx context.Context, to, path string, body []byte) ([]byte, error) {
+		if path == PathPropose && calls.Add(1) <= hold {
+			in <- struct{}{}
+			<-gate
+		}
+		return forward(ctx, to, path, body)
+	}
+	return in, release
+}
+
+// proposeAsync proposes the registration of uid on n and returns where its error will be.
+func proposeAsync(n *Node, uid string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		cmd, err := fsm.Encode(fsm.CmdRegisterUser, nil, fsm.RegisterUser{User: fsm.User{UID: uid, Name: uid}})
+		if err == nil {
+			_, err = n.Propose(context.Background(), cmd)
+		}
+		done <- err
+	}()
+	return done
+}
+
+// mustAllSucceed waits for every write of dones, then for f's forward senders to stop.
+func mustAllSucceed(t *testing.T, f *Node, dones []<-chan error) {
+	t.Helper()
+	for i, done := range dones {
+		if err := <-done; err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		f.batcher.mu.Lock()
+		senders, queued := f.batcher.senders, len(f.batcher.queue)
+		f.batcher.mu.Unlock()
+		if senders == 0 && queued == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the writes: %d senders, %d queued", senders, queued)
+		}
+	}
+}
+
 // A forwarded write does not wait for a call slot longer than maxForwardWait: with all
 // maxForwardCalls calls stuck on the wire, the next write goes out in a call of its own
 // and is answered while they are still stuck.
 func TestForwardQueueWaitIsBounded(t *testing.T) {
 	tc := mustCluster(t, 3)
 	f := tc.follower()
-	gate, entered := make(chan struct{}), make(chan struct{}, maxForwardCalls)
-	release := sync.OnceFunc(func() { close(gate) })
-	t.Cleanup(release) // before the cluster stops, should the test fail with calls held
-	var calls atomic.Int32
-	forward := f.forward
-	f.forward = func(ctx context.Context, to, path string, body []byte) ([]byte, error) {
-		if path == PathPropose && calls.Add(1) <= maxForwardCalls {
-			entered <- struct{}{}
-			<-gate
-		}
-		return forward(ctx, to, path, body)
-	}
-	propose := func(uid string) <-chan error {
-		done := make(chan error, 1)
-		go func() {
-			cmd, err := fsm.Encode(fsm.CmdRegisterUser, nil, fsm.RegisterUser{User: fsm.User{UID: uid, Name: uid}})
-			if err == nil {
-				_, err = f.Propose(context.Background(), cmd)
-			}
-			done <- err
-		}()
-		return done
-	}
+	entered, release := holdForwardCalls(t, f, maxForwardCalls)
 	var stuck []<-chan error
 	for i := range maxForwardCalls {
-		stuck = append(stuck, propose(fmt.Sprintf("stuck%d", i)))
+		stuck = append(stuck, proposeAsync(f, fmt.Sprintf("stuck%d", i)))
 		select {
 		case <-entered: // one more call holds a slot
 		case <-time.After(10 * time.Second):
@@ -376,7 +407,7 @@ func TestForwardQueueWaitIsBounded(t *testing.T) {
 	}
 	start := time.Now()
 	select {
-	case err := <-propose("next"):
+	case err := <-proposeAsync(f, "next"):
 		if err != nil {
 			t.Fatalf("write beside %d stuck calls: %v", maxForwardCalls, err)
 		}
@@ -392,23 +423,50 @@ func TestForwardQueueWaitIsBounded(t *testing.T) {
 		t.Fatalf("imnode_forward_overflow_calls_total = %v, want at least 1", got)
 	}
 	release()
-	for i, done := range stuck {
-		if err := <-done; err != nil {
-			t.Fatalf("stuck write %d: %v", i, err)
-		}
-	}
-	// The senders stop once they have answered their writes.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		f.batcher.mu.Lock()
-		senders, queued := f.batcher.senders, len(f.batcher.queue)
-		f.batcher.mu.Unlock()
-		if senders == 0 && queued == 0 {
-			break
-		}
+	mustAllSucceed(t, f, stuck)
+}
+
+// The extra calls stop at maxForwardOverflow: with every call stuck (a leader that does not
+// answer), overdue writes queue rather than open more calls, and all go once calls return.
+func TestForwardCallsAreCapped(t *testing.T) {
+	tc := mustCluster(t, 3)
+	f := tc.follower()
+	entered, release := holdForwardCalls(t, f, 1000)
+	var writes []<-chan error
+	onWire := 0
+	for deadline := time.Now().Add(10 * time.Second); onWire < maxForwardOverflow; {
 		if time.Now().After(deadline) {
-			t.Fatalf("after the writes: %d senders, %d queued", senders, queued)
+			t.Fatalf("only %d calls reached the wire after %d writes", onWire, len(writes))
+		}
+		writes = append(writes, proposeAsync(f, fmt.Sprintf("w%d", len(writes))))
+		time.Sleep(2 * maxForwardWait)
+		for drained := false; !drained; {
+			select {
+			case <-entered:
+				onWire++
+			default:
+				drained = true
+			}
 		}
 	}
+	for range 4 {
+		writes = append(writes, proposeAsync(f, fmt.Sprintf("w%d", len(writes))))
+	}
+	time.Sleep(20 * maxForwardWait) // several overdue checks
+	select {
+	case <-entered:
+		t.Fatalf("a call beyond maxForwardOverflow (%d) reached the wire", maxForwardOverflow)
+	default:
+	}
+	f.batcher.mu.Lock()
+	senders, queued := f.batcher.senders, len(f.batcher.queue)
+	f.batcher.mu.Unlock()
+	if senders != maxForwardOverflow || queued == 0 {
+		t.Fatalf("with every call stuck: %d senders, %d queued; want %d senders and writes queued",
+			senders, queued, maxForwardOverflow)
+	}
+	release()
+	mustAllSucceed(t, f, writes)
 }
 
 // A forwarded batch call and a packed entry carry at most their count limit of commands
