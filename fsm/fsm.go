@@ -71,8 +71,15 @@ var (
 // key limit, so a Put can never fail on key size halfway through a command.
 const maxIDLen = 256
 
-// initialMmapSize is address space, not memory: pages are only read in when used.
-const initialMmapSize = 1 << 30
+// initialMmapSize is how much of fsm.db bbolt maps at open: 64 GiB on 64-bit platforms
+// (1 GiB on 32-bit ones). It is address space, not memory: pages are only read in when
+// used, and the file stays its own size. A commit that outgrows the mapping remaps it, and
+// a remap waits for every open read transaction, then unmaps the old mapping with all its
+// page-table entries: with bbolt's 1 GiB steps that stalled the commit, and every write
+// behind it, once per GiB of growth, for longer the larger the file (95 ms at 2 GiB to
+// 208 ms at 6 GiB on this project's VM; see the README's "Snapshots at scale"). Past
+// 64 GiB (about 100 M messages) the remaps come back, once per GiB.
+const initialMmapSize = 1 << (30 + 6*(^uint(0)>>63))
 
 // FSM is the replicated state machine over one bbolt file.
 type FSM struct {
@@ -120,8 +127,9 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 		// The timeout turns "another process holds the file" into an error, not a hang.
 		Timeout: 2 * time.Second,
 		// A write that outgrows the mmap must remap, and remapping waits for every open
-		// read transaction, a snapshot being persisted included: Apply would stall for the
-		// whole Persist. Reserving address space up front (as etcd does) makes that rare.
+		// read transaction (a follower's catch-up stream included) and then takes time of
+		// its own: Apply would stall meanwhile. Reserving address space up front (as etcd
+		// does) makes that rare.
 		InitialMmapSize: initialMmapSize,
 		// The freelist is written with every commit. It stays small (fsm.db is mostly
 		// appended to: 68 free pages in a 5.8 GB file at 10 M messages), while rebuilding it

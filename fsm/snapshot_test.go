@@ -3,12 +3,14 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -305,4 +307,52 @@ func TestReadsDuringRestore(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	var _ raft.BatchingFSM = h.f
+}
+
+// A follower's catch-up holds a read transaction for as long as it streams fsm.db (State).
+// Writes that grow the file meanwhile must not wait for it: bbolt remaps a file that
+// outgrows its mapping only once every read transaction has ended, so Apply would stall
+// for the whole stream, and without a deadline.
+func TestApplyDoesNotWaitForAnOpenState(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b")
+	content := []byte(`{"text":"` + strings.Repeat("x", 200<<10) + `"}`)
+	var logs []*raft.Log
+	for i := 0; i < 64; i++ { // ~13 MB: past every remap boundary bbolt's default sizing has below 16 MB
+		logs = append(logs, h.next(CmdSendMessage, nil, &SendMessage{MsgID: fmt.Sprintf("big%d", i),
+			SendID: "a", RecvID: "b", SessionType: SessionSingle, ContentType: 101, Content: content}))
+	}
+	st, err := h.f.OpenState()
+	if err != nil {
+		t.Fatalf("open state: %v", err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			_ = st.Close()
+		}
+	}()
+	done := make(chan *Result, 1)
+	go func() {
+		var last *Result
+		for _, l := range logs {
+			last, _ = h.f.Apply(l).(*Result)
+		}
+		done <- last
+	}()
+	select {
+	case r := <-done:
+		if r == nil || r.Err != "" || r.Seq != uint64(len(logs)) {
+			t.Fatalf("last send: got %+v, want seq %d", r, len(logs))
+		}
+	case <-time.After(30 * time.Second):
+		_ = st.Close() // let the stalled Apply finish before the cleanup closes the FSM
+		closed = true
+		<-done
+		t.Fatalf("writes growing fsm.db waited for an open State")
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("close state: %v", err)
+	}
+	closed = true
 }
