@@ -104,9 +104,7 @@
 // file, syncs it, checks that it opens, closes the database and renames the copy over it,
 // then reopens it; reads hold a read lock on the database handle, so they see the old state
 // or the new one, never a closed file. Restore of a reference only checks that the file
-// covers it (ErrStateBehindSnapshot if not). bbolt must remap when the file outgrows its
-// mmap, and a remap waits for open read transactions (a write could stall behind a long
-// stream to a follower) and then drops the old mapping's page tables, which took 95-208 ms
-// for files of 2-6 GiB. The file is opened with 64 GiB of address space reserved, so that
-// neither happens before it holds about 100 million messages.
+// covers it (ErrStateBehindSnapshot if not). A long stream to a follower must not hold up
+// Apply: bbolt remaps a file that outgrows its mapping only once every read transaction has
+// ended, so the file is opened with 64 GiB of address space reserved (initialMmapSize).
 package fsm

@@ -126,10 +126,7 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		// The timeout turns "another process holds the file" into an error, not a hang.
 		Timeout: 2 * time.Second,
-		// A write that outgrows the mmap must remap, and remapping waits for every open
-		// read transaction (a follower's catch-up stream included) and then takes time of
-		// its own: Apply would stall meanwhile. Reserving address space up front (as etcd
-		// does) makes that rare.
+		// Reserved up front, as etcd does, so that growth does not remap (see initialMmapSize).
 		InitialMmapSize: initialMmapSize,
 		// The freelist is written with every commit. It stays small (fsm.db is mostly
 		// appended to: 68 free pages in a 5.8 GB file at 10 M messages), while rebuilding it
