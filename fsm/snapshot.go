@@ -14,6 +14,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/imnode/imnode/internal/writeback"
 )
 
 // A raft snapshot of this FSM is a reference, not a copy: fsm.db is durable and records
@@ -192,12 +194,14 @@ func (f *FSM) reopen(cause error) error {
 	return cause
 }
 
+// writeSynced writes r to a new file at path and syncs it. The file can be the whole state,
+// so its pages are sent to disk as it grows (see package writeback), not all at the end.
 func writeSynced(path string, r io.Reader) error {
 	file, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(file, r); err != nil {
+	if _, err := io.Copy(writeback.NewWriter(file), r); err != nil {
 		_ = file.Close()
 		return err
 	}

@@ -159,6 +159,9 @@ func New(o Options) (*Node, error) {
 	}
 	n.logs = logs
 	states := &stateSnapshots{SnapshotStore: snaps, fsm: n.fsm}
+	if !o.InmemStores {
+		states.dir = cfg.DataDir
+	}
 	snaps = states
 	if err := states.catchUp(); err != nil {
 		n.closeStores()

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/imnode/imnode/fsm"
+	"github.com/imnode/imnode/internal/writeback"
 )
 
 // stateSnapshots is the raft snapshot store. It keeps what raft gives it in the inner store,
@@ -23,6 +26,75 @@ import (
 type stateSnapshots struct {
 	raft.SnapshotStore
 	fsm *fsm.FSM
+	// dir is the data dir of a raft.FileSnapshotStore, "" for any other store.
+	dir string
+}
+
+// Create creates a snapshot for raft to write. In a file store the state file is written
+// through a writeback.Limiter: a state a leader sends is gigabytes, received as fast as the
+// leader reads it, and left dirty it would later be flushed in one burst that stalls every
+// other fsync on the disk.
+func (s *stateSnapshots) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := s.SnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
+	if err != nil || s.dir == "" {
+		return sink, err
+	}
+	return &limitedSink{SnapshotSink: sink, path: snapshotStatePath(s.dir, sink.ID())}, nil
+}
+
+// snapshotStatePath is where raft.FileSnapshotStore writes the state of a snapshot it is
+// creating (file_snapshot.go: snapPath, tmpSuffix, stateFilePath).
+func snapshotStatePath(dir, id string) string {
+	return filepath.Join(dir, "snapshots", id+".tmp", "state.bin")
+}
+
+// limitedSink is a file store's sink whose state file is sent to disk as it grows. The
+// sink's own file is not reachable, so the file is opened again by its path once a chunk
+// is written (an FSM's reference snapshot never gets that far). Writeback is only advice:
+// if it fails, the sink goes on without it and still syncs the file when closed.
+type limitedSink struct {
+	raft.SnapshotSink
+	path    string
+	pending int // bytes written before the file was opened
+	limit   *writeback.Limiter
+	f       *os.File
+	off     bool
+}
+
+func (s *limitedSink) Write(p []byte) (int, error) {
+	n, err := s.SnapshotSink.Write(p)
+	if !s.off {
+		s.wrote(n)
+	}
+	return n, err
+}
+
+func (s *limitedSink) wrote(n int) {
+	if s.limit == nil {
+		if s.pending += n; s.pending < writeback.Chunk {
+			return
+		}
+		f, err := os.OpenFile(s.path, os.O_WRONLY, 0)
+		if err != nil {
+			s.off = true
+			return
+		}
+		s.f, s.limit, n = f, writeback.New(f), s.pending
+	}
+	s.off = s.limit.Wrote(n) != nil
+}
+
+func (s *limitedSink) Close() error { s.closeFile(); return s.SnapshotSink.Close() }
+
+func (s *limitedSink) Cancel() error { s.closeFile(); return s.SnapshotSink.Cancel() }
+
+func (s *limitedSink) closeFile() {
+	if s.f != nil {
+		_ = s.f.Close()
+		s.f = nil
+	}
+	s.off = true
 }
 
 // Open opens a snapshot for raft: a reference as a stream of the current state, anything

@@ -1,16 +1,20 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/imnode/imnode/fsm"
+	"github.com/imnode/imnode/internal/writeback"
 )
 
 // snapNode is a node on file stores (raft.db, snapshots/, fsm.db in dir) over an in-memory
@@ -214,4 +218,58 @@ func waitLeader(t *testing.T, nodes []*snapNode) *snapNode {
 	}
 	t.Fatal("no leader within 10 s")
 	return nil
+}
+
+// A state a leader sends is written to the file store through a writeback.Limiter, which
+// finds the file raft's sink writes (a raft upgrade that moved it would switch writeback
+// off silently, and fail here); a snapshot of a reference's size never opens the file at all.
+func TestReceivedStateIsSentToDiskAsItIsWritten(t *testing.T) {
+	dir := t.TempDir()
+	fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &stateSnapshots{SnapshotStore: fss, dir: dir}
+	create := func(index uint64) *limitedSink {
+		sink, err := store.Create(1, index, 1, raft.Configuration{}, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sink.(*limitedSink)
+	}
+
+	ref := create(10)
+	if _, err := ref.Write(make([]byte, fsm.SnapshotRefLen)); err != nil {
+		t.Fatal(err)
+	}
+	if ref.f != nil || ref.off {
+		t.Fatalf("a reference snapshot opened its file for writeback (f %v, off %v)", ref.f, ref.off)
+	}
+	if err := ref.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	state := create(20)
+	block := bytes.Repeat([]byte{7}, 1<<20)
+	const blocks = 2*writeback.Chunk>>20 + 3
+	for range blocks {
+		if _, err := state.Write(block); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if state.limit == nil || state.off {
+		t.Fatalf("writeback was not used for the state file %s (off %v)", state.path, state.off)
+	}
+	if err := state.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta, rc, err := store.Open(state.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	n, err := io.Copy(io.Discard, rc)
+	if err != nil || n != blocks<<20 || meta.Size != n {
+		t.Fatalf("stored state read back %d bytes (meta %d, err %v), want %d", n, meta.Size, err, blocks<<20)
+	}
 }
