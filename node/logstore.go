@@ -13,9 +13,15 @@ const compactionChunk = 4096
 // the whole of it: appends, and so every write of the cluster, stalled for over a second
 // (1.9 s in a run to one million messages). Deleting oldest first in chunks lets appends
 // in between, and a crash halfway leaves a log that is still contiguous.
-type chunkedDeletes struct{ raft.LogStore }
+//
+// It also deletes nothing that pins hold (see logPins).
+type chunkedDeletes struct {
+	raft.LogStore
+	pins *logPins
+}
 
 func (c chunkedDeletes) DeleteRange(min, max uint64) error {
+	max = c.pins.limit(max)
 	for lo := min; lo <= max; lo += compactionChunk {
 		hi := max
 		if max-lo >= compactionChunk {

@@ -26,7 +26,7 @@ func TestChunkedDeletesKeepTheLogContiguous(t *testing.T) {
 	if err := inner.StoreLogs(logs); err != nil {
 		t.Fatal(err)
 	}
-	store := chunkedDeletes{inner}
+	store := chunkedDeletes{LogStore: inner}
 	if err := store.DeleteRange(1, 2*compactionChunk+10); err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,7 @@ type Node struct {
 	tls    *pki.Store
 	closer []io.Closer
 	logs   raft.LogStore
+	states *stateSnapshots
 
 	hasState atomic.Bool
 	forward  ForwardFunc
@@ -129,6 +130,7 @@ func New(o Options) (*Node, error) {
 		logs   raft.LogStore
 		stable raft.StableStore
 		snaps  raft.SnapshotStore
+		pins   *logPins
 	)
 	if o.InmemStores {
 		ms := raft.NewInmemStore()
@@ -137,6 +139,7 @@ func New(o Options) (*Node, error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
+		pins = &logPins{}
 		// After each snapshot the log is truncated, so raft.db is mostly free pages; without
 		// NoFreelistSync every append would rewrite that freelist (Consul offers the same
 		// switch for the same reason). The map freelist allocates in O(1).
@@ -146,7 +149,7 @@ func New(o Options) (*Node, error) {
 			return nil, fmt.Errorf("open raft.db: %w", err)
 		}
 		n.closer = append(n.closer, bs)
-		cache, err := raft.NewLogCache(1024, chunkedDeletes{bs})
+		cache, err := raft.NewLogCache(1024, chunkedDeletes{LogStore: bs, pins: pins})
 		if err != nil {
 			return nil, err
 		}
@@ -158,11 +161,11 @@ func New(o Options) (*Node, error) {
 		snaps = fss
 	}
 	n.logs = logs
-	states := &stateSnapshots{SnapshotStore: snaps, fsm: n.fsm}
+	states := &stateSnapshots{SnapshotStore: snaps, fsm: n.fsm, pins: pins}
 	if !o.InmemStores {
 		states.dir = cfg.DataDir
 	}
-	snaps = states
+	snaps, n.states = states, states
 	if err := states.catchUp(); err != nil {
 		n.closeStores()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -26,6 +27,8 @@ import (
 type stateSnapshots struct {
 	raft.SnapshotStore
 	fsm *fsm.FSM
+	// pins holds the log while a follower is sent the state; nil holds nothing.
+	pins *logPins
 	// dir is the data dir of a raft.FileSnapshotStore, "" for any other store.
 	dir string
 }
@@ -116,12 +119,17 @@ func (s *stateSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, err
 		}{io.MultiReader(bytes.NewReader(head), rc), rc}, nil
 	}
 	_ = rc.Close()
+	// Once it has the state, the follower needs the log from meta.Index on: the entries
+	// after it, and the entry itself, which raft sends as the one they follow.
+	opened, release := time.Now(), s.pins.hold(meta.Index)
 	st, err := s.fsm.OpenState()
 	if err != nil {
+		release(0)
 		return nil, nil, fmt.Errorf("open snapshot %s: %w", id, err)
 	}
 	if st.Applied() < ref {
 		_ = st.Close()
+		release(0)
 		return nil, nil, fmt.Errorf("open snapshot %s: %w (fsm.db applied %d, snapshot refers to %d)",
 			id, fsm.ErrStateBehindSnapshot, st.Applied(), ref)
 	}
@@ -134,7 +142,25 @@ func (s *stateSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, err
 		_ = st.Close()
 		pw.CloseWithError(err)
 	}()
-	return &m, pr, nil
+	// raft closes the stream once the follower has installed the state, and then sends it the
+	// entries that came meanwhile. It must take them faster than they came to catch up at
+	// all; the log is held for twice as long as the sending took (at least logHoldMin),
+	// which is time enough for a follower that takes them 1.5 times as fast.
+	return &m, &heldStream{PipeReader: pr, release: func() { release(max(logHoldMin, 2*time.Since(opened))) }}, nil
+}
+
+// logHoldMin is the least time the log stays held after a follower was sent the state.
+var logHoldMin = time.Minute
+
+// heldStream is a state stream that releases its hold on the log when closed.
+type heldStream struct {
+	*io.PipeReader
+	release func()
+}
+
+func (h *heldStream) Close() error {
+	h.release()
+	return h.PipeReader.Close()
 }
 
 // readRef reads the head of a stored snapshot and reports whether it is a reference.

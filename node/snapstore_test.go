@@ -273,3 +273,71 @@ func TestReceivedStateIsSentToDiskAsItIsWritten(t *testing.T) {
 		t.Fatalf("stored state read back %d bytes (meta %d, err %v), want %d", n, meta.Size, err, blocks<<20)
 	}
 }
+
+// While the leader streams the state to a follower, compaction keeps the log after the
+// snapshot's index, which the follower needs next; some time after the stream is closed
+// the log is compacted as usual.
+func TestLogIsHeldWhileTheStateIsSent(t *testing.T) {
+	defer func(d time.Duration) { logHoldMin = d }(logHoldMin)
+	logHoldMin = 0
+	addr, tr := raft.NewInmemTransport("n1")
+	sn, err := startSnapNode(t, "n1", t.TempDir(), tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sn.n.Bootstrap(map[string]string{"n1": string(addr)}); err != nil {
+		t.Fatal(err)
+	}
+	waitLeader(t, []*snapNode{sn})
+	users := 0
+	registerAndSnapshot := func() {
+		t.Helper()
+		for range 20 {
+			mustRegister(t, sn.n, fmt.Sprintf("u%03d", users), key(fmt.Sprintf("hold-%d", users)))
+			users++
+		}
+		if err := sn.n.Raft().Snapshot().Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	firstIndex := func() uint64 {
+		t.Helper()
+		first, err := sn.n.logs.FirstIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return first
+	}
+
+	registerAndSnapshot()
+	list, err := sn.n.states.List()
+	if err != nil || len(list) == 0 {
+		t.Fatalf("snapshots %v, %v", list, err)
+	}
+	meta, stream, err := sn.n.states.Open(list[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()  // if the test fails early: the stream holds a read transaction
+	registerAndSnapshot() // TrailingLogs is 5: this would drop the log up to 15 entries from its end
+	if first := firstIndex(); first > meta.Index {
+		t.Fatalf("log starts at %d while the state of index %d is sent; the follower needs it and the entries after it", first, meta.Index)
+	}
+	if _, err := io.Copy(io.Discard, stream); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sn.n.states.pins.limit(meta.Index) < meta.Index {
+		if time.Now().After(deadline) {
+			t.Fatal("the log is still held 10 s after the stream was closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	registerAndSnapshot()
+	if first := firstIndex(); first <= meta.Index {
+		t.Fatalf("log still starts at %d after the hold on %d was released", first, meta.Index)
+	}
+}
