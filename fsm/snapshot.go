@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -81,6 +83,8 @@ func (refSnapshot) Release() {}
 type State struct {
 	tx      *bolt.Tx
 	applied uint64
+	open    *atomic.Int32 // the FSM's count of open States
+	closed  sync.Once
 }
 
 // OpenState commits the open group and opens a view of the state file as of now.
@@ -91,15 +95,17 @@ func (f *FSM) OpenState() (*State, error) {
 	if f.db == nil {
 		return nil, ErrClosed
 	}
+	f.states.Add(1)
 	tx, err := f.db.Begin(false)
 	if err != nil {
+		f.states.Add(-1)
 		return nil, fmt.Errorf("open state: %w", err)
 	}
 	var applied uint64
 	if v := tx.Bucket(bktMeta).Get(keyApplied); len(v) == 8 {
 		applied = binary.BigEndian.Uint64(v)
 	}
-	return &State{tx: tx, applied: applied}, nil
+	return &State{tx: tx, applied: applied, open: &f.states}, nil
 }
 
 // Applied is the last index the view holds.
@@ -112,7 +118,10 @@ func (s *State) Size() int64 { return s.tx.Size() }
 func (s *State) WriteTo(w io.Writer) (int64, error) { return s.tx.WriteTo(w) }
 
 // Close ends the view.
-func (s *State) Close() error { return s.tx.Rollback() }
+func (s *State) Close() error {
+	s.closed.Do(func() { s.open.Add(-1) })
+	return s.tx.Rollback()
+}
 
 func restoreTempPath(path string) string { return path + ".restore" }
 

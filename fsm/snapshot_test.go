@@ -2,9 +2,11 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -345,4 +347,73 @@ func TestApplyDoesNotWaitForAnOpenState(t *testing.T) {
 		<-done
 		t.Fatalf("writes growing fsm.db waited for an open State")
 	}
+}
+
+// While a State is open, commits do not store bbolt's freelist, which would carry every
+// page freed since the view began and grow with each commit; the first commit after the
+// last State closes stores it again, so that the next open need not rebuild it.
+func TestCommitsSkipTheFreelistWhileAStateIsOpen(t *testing.T) {
+	h := newHarness(t)
+	h.register("a", "b")
+	n := 0
+	send := func() {
+		t.Helper()
+		n++
+		r, _ := h.f.Apply(h.next(CmdSendMessage, nil, &SendMessage{MsgID: fmt.Sprintf("m%d", n), SendID: "a", RecvID: "b",
+			SessionType: SessionSingle, ContentType: 101, Content: []byte(`{"text":"hi"}`)})).(*Result)
+		if r == nil || r.Err != "" {
+			t.Fatalf("send %d: %+v", n, r)
+		}
+		h.f.Flush()
+	}
+	open := func() *State {
+		t.Helper()
+		st, err := h.f.OpenState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+
+	send()
+	if !storesFreelist(t, h.f.path) {
+		t.Fatal("no freelist stored before any State was opened")
+	}
+	one, two := open(), open()
+	defer one.Close() // if the test fails early: open States keep the FSM from closing
+	defer two.Close()
+	send()
+	if storesFreelist(t, h.f.path) {
+		t.Fatal("a commit stored the freelist while two States were open")
+	}
+	_ = one.Close()
+	_ = one.Close() // a second Close counts nothing
+	send()
+	if storesFreelist(t, h.f.path) {
+		t.Fatal("a commit stored the freelist while a State was open")
+	}
+	_ = two.Close()
+	send()
+	if !storesFreelist(t, h.f.path) {
+		t.Fatal("the first commit after the last State closed did not store the freelist")
+	}
+}
+
+// storesFreelist reads the newest meta page of the bbolt file at path and reports whether
+// it points to a stored freelist (bbolt's meta: page header of 16 bytes, then magic,
+// version, page size, flags, root bucket (16 bytes), freelist page, high water mark, txid).
+func storesFreelist(t *testing.T, path string) bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pageSize := int(binary.LittleEndian.Uint32(b[24:]))
+	var freelist, txid uint64
+	for _, off := range []int{0, pageSize} {
+		if id := binary.LittleEndian.Uint64(b[off+64:]); id >= txid {
+			txid, freelist = id, binary.LittleEndian.Uint64(b[off+48:])
+		}
+	}
+	return freelist != ^uint64(0)
 }
