@@ -140,7 +140,7 @@ func (f *FSM) openLocked() *group {
 	// pages that become pending in turn: the list, the file and the time of a commit grow
 	// with every commit for as long as the view stays open (bbolt alone, 400 MB file, one
 	// read transaction held: 500 commits took 10 s, the next 500 39 s, the next 95 s, worst
-	// commit 377 ms, file 8.7 GB; without it, ~5 s per 500, worst 24 ms, file 837 MB). So
+	// commit 377 ms, file 8.7 GB; without it, ~5 s per 500, worst 24 ms, file 741 MB). So
 	// while one is open the commits skip the freelist, as NoFreelistSync does, and the first
 	// after it stores the list again. A crash meanwhile costs the next open a scan of the
 	// file to rebuild it (see openDB). The field is only read by Commit, under the writer

@@ -7,7 +7,7 @@
 // waits behind the burst: on a disk the nodes share, the others' raft appends stall for
 // seconds. A Limiter asks for the written bytes to go to disk every few megabytes instead,
 // so at most about two chunks are dirty at a time and the disk sees a steady stream, as
-// RocksDB's bytes_per_sync and etcd's snapshot receiver do in their own ways.
+// RocksDB's bytes_per_sync option does for its files.
 package writeback
 
 import "os"
