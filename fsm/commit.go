@@ -170,6 +170,11 @@ func (f *FSM) commitLocked() *group {
 	if err := g.w.tx.Commit(); err != nil {
 		panic(fmt.Sprintf("fsm: commit entries up to index %d: %v", g.last, err))
 	}
+	if len(g.eff.deleted) > 0 {
+		// Before the index moves and Flush returns, so that no read after them finds a
+		// deleted user's cached RegIndex (afterCommit runs later, outside txMu).
+		f.regs.clear()
+	}
 	if fn := f.observe.Load(); fn != nil {
 		(*fn)(g.entries, time.Since(start))
 	}
@@ -192,9 +197,6 @@ func (f *FSM) rollbackLocked() {
 // afterCommit tells the world outside the file what a committed group did, in log order:
 // only one goroutine commits (the committer, or the apply goroutine without group commit).
 func (f *FSM) afterCommit(g *group) {
-	if len(g.eff.deleted) > 0 {
-		f.regs.clear()
-	}
 	if f.opts.OnCommit != nil && len(g.eff.msgs) > 0 {
 		f.opts.OnCommit(g.eff.msgs)
 	}
