@@ -19,6 +19,9 @@ CONFIG    ?=
 # how `make cluster` checks readiness (make cluster-tls sets https and the test CA)
 SCHEME    ?= http
 CURL_OPTS ?=
+# how long `make cluster` waits for every node's /readyz, in seconds (a cold start of nodes
+# holding millions of messages takes minutes: see README, "Snapshots at scale")
+READY_WAIT ?= 120
 # the secure mode of `make cluster-tls`: test certificates and its config under TLS_CLUSTER
 TLS_CLUSTER := data/cluster-tls
 TLS_CERTS   := $(TLS_CLUSTER)/certs
@@ -55,11 +58,12 @@ cluster: build
 	    -bootstrap-expect 3 -join 127.0.0.1:10004,127.0.0.1:10014,127.0.0.1:10024 $(if $(CONFIG),-config $(CONFIG)) \
 	    >>$(CLUSTER)/node$$i.log 2>&1 & echo $$! > $(CLUSTER)/node$$i.pid; \
 	done
-	@for t in $$(seq 1 600); do \
+	@end=$$(( $$(date +%s) + $(READY_WAIT) )); while [ $$(date +%s) -lt $$end ]; do \
 	  for p in 10002 10012 10022; do \
-	    curl -sf $(CURL_OPTS) -o /dev/null $(SCHEME)://127.0.0.1:$$p/readyz || { sleep 0.2; continue 2; }; \
+	    curl -sf -m 2 $(CURL_OPTS) -o /dev/null $(SCHEME)://127.0.0.1:$$p/readyz || { sleep 0.2; continue 2; }; \
 	  done; echo "cluster ready: $(SCHEME)://127.0.0.1:10002 $(SCHEME)://127.0.0.1:10012 $(SCHEME)://127.0.0.1:10022"; exit 0; \
-	done; echo "cluster not ready after 120 s; see $(CLUSTER)/node*.log"; exit 1
+	done; echo "cluster not ready after $(READY_WAIT) s; the nodes keep starting (see $(CLUSTER)/node*.log;" \
+	  "make cluster READY_WAIT=600 waits longer)"; exit 1
 
 # Stops the three nodes without leaving the cluster (SIGINT), so `make cluster` restarts it as it was.
 cluster-stop:
