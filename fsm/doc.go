@@ -51,6 +51,8 @@
 // replicated state. Records are stored in time order (idemlog: applied time + key), so that
 // a commit appends them instead of writing a random page per record; an in-memory index
 // (key -> time, rebuilt from idemlog when the file is opened or restored) finds them.
+// Close saves that index beside the file (fsm.db.idem) and the next open reads it instead
+// of scanning idemlog, if the file is still in the state it was saved for (idemcheckpoint.go).
 // PruneIdempotency, proposed periodically by the leader, forgets records older than the
 // retention window, oldest first.
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
@@ -143,6 +144,9 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("open fsm %s: %w", path, err)
 	}
+	// The saved index, if any, must be read before the update below commits.
+	start := time.Now()
+	saved := f.idem.loadCheckpoint(db, idemCheckpointPath(path))
 	var applied uint64
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
@@ -158,13 +162,17 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 		}
 		return convertOldIdem(tx)
 	})
-	if err == nil {
+	if err == nil && saved != nil {
+		if !errors.Is(saved, fs.ErrNotExist) {
+			f.log.Warn("saved idempotency index not used; scanning", "err", saved)
+		}
 		err = f.idem.load(db)
 	}
 	if err != nil {
 		_ = db.Close()
 		return nil, 0, fmt.Errorf("open fsm %s: %w", path, err)
 	}
+	f.log.Info("idempotency index loaded", "records", f.idem.len(), "saved", saved == nil, "took", time.Since(start).Round(time.Millisecond))
 	return db, applied, nil
 }
 
@@ -175,6 +183,9 @@ func (f *FSM) Close() error {
 	defer f.mu.Unlock()
 	if f.db == nil {
 		return nil
+	}
+	if err := f.idem.save(f.db, idemCheckpointPath(f.path)); err != nil {
+		f.log.Warn("idempotency index not saved; the next open scans it", "err", err)
 	}
 	err := f.db.Close()
 	f.db = nil

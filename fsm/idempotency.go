@@ -72,6 +72,13 @@ func (x *idemIndex) putLocked(key []byte, t int64) {
 	x.fp[fingerprint(key)] = t
 }
 
+// len is how many keys the index holds.
+func (x *idemIndex) len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.fp) + len(x.full)
+}
+
 // delete forgets a key whose record is being deleted.
 func (x *idemIndex) delete(key []byte) {
 	x.mu.Lock()
