@@ -88,6 +88,10 @@ type Raft struct {
 	TrailingLogs uint64 `yaml:"trailingLogs"`
 	// SnapshotsRetained is how many snapshot files are kept on disk.
 	SnapshotsRetained int `yaml:"snapshotsRetained"`
+	// StateSendRate caps, in MiB/s, how fast a leader reads fsm.db to send it to a follower
+	// that needs the whole state (a new or wiped node). Read at full speed, the state takes
+	// the disk from every fsync of the cluster's writes; 0 sends as fast as it goes.
+	StateSendRate int `yaml:"stateSendRate"`
 	// MaxAppendEntries caps entries per AppendEntries RPC and per apply batch.
 	MaxAppendEntries int `yaml:"maxAppendEntries"`
 	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout are raft's timers.
@@ -205,6 +209,7 @@ func Default() Config {
 			SnapshotInterval:   Duration(30 * time.Second),
 			TrailingLogs:       10240,
 			SnapshotsRetained:  2,
+			StateSendRate:      64,
 			MaxAppendEntries:   256,
 			HeartbeatTimeout:   Duration(1000 * time.Millisecond),
 			ElectionTimeout:    Duration(1000 * time.Millisecond),
@@ -371,6 +376,8 @@ func (c Config) Validate() error {
 		return errors.New("fsmCommitDelay must be 0 to 1s")
 	case c.Raft.MaxVoters < 1:
 		return errors.New("raft.maxVoters must be at least 1")
+	case c.Raft.StateSendRate < 0:
+		return errors.New("raft.stateSendRate must be 0 (no cap) or a rate in MiB/s")
 	case c.Raft.MaxAppendEntries < 1 || c.Raft.MaxAppendEntries > 1024:
 		return errors.New("raft.maxAppendEntries must be 1 to 1024")
 	case c.Log.Format != "text" && c.Log.Format != "json":

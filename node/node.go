@@ -161,7 +161,7 @@ func New(o Options) (*Node, error) {
 		snaps = fss
 	}
 	n.logs = logs
-	states := &stateSnapshots{SnapshotStore: snaps, fsm: n.fsm, pins: pins}
+	states := &stateSnapshots{SnapshotStore: snaps, fsm: n.fsm, pins: pins, sendRate: int64(cfg.Raft.StateSendRate) << 20}
 	if !o.InmemStores {
 		states.dir = cfg.DataDir
 	}

@@ -341,3 +341,29 @@ func TestLogIsHeldWhileTheStateIsSent(t *testing.T) {
 		t.Fatalf("log still starts at %d after the hold on %d was released", first, meta.Index)
 	}
 }
+
+// The state stream is paced: however the writes are cut, the bytes come through whole and
+// in order, and no faster than the rate.
+func TestStateStreamIsPaced(t *testing.T) {
+	data := make([]byte, 3<<20+12345)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	var out bytes.Buffer
+	const rate = 8 << 20
+	start := time.Now()
+	w := &pacedWriter{w: &out, rate: rate, start: start}
+	for rest := data; len(rest) > 0; {
+		n := min(len(rest), 700<<10) // neither a divisor nor a multiple of pacedChunk
+		if got, err := w.Write(rest[:n]); got != n || err != nil {
+			t.Fatalf("write: %d, %v; want %d", got, err, n)
+		}
+		rest = rest[n:]
+	}
+	if took, least := time.Since(start), time.Duration(float64(len(data)-pacedChunk)/rate*float64(time.Second)); took < least {
+		t.Fatalf("%d bytes at %d B/s took %v, want at least %v", len(data), rate, took, least)
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("the bytes written are not the bytes given")
+	}
+}
