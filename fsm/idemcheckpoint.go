@@ -9,7 +9,6 @@ import (
 	"hash/crc64"
 	"io"
 	"os"
-	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -63,17 +62,9 @@ func (x *idemIndex) save(db *bolt.DB, path string) error {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	err = x.writeTo(f, idemCheckpointHeader{TxID: txid, Applied: applied, FP: uint64(len(x.fp)), Full: uint64(len(x.full))})
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = writeFileSynced(tmp, func(w io.Writer) error {
+		return x.writeTo(w, idemCheckpointHeader{TxID: txid, Applied: applied, FP: uint64(len(x.fp)), Full: uint64(len(x.full))})
+	})
 	if err == nil {
 		err = os.Rename(tmp, path)
 	}
@@ -81,10 +72,7 @@ func (x *idemIndex) save(db *bolt.DB, path string) error {
 		_ = os.Remove(tmp)
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
+	syncDir(path)
 	return nil
 }
 

@@ -166,10 +166,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		_ = os.Remove(tmp)
 		return f.reopen(fmt.Errorf("restore: %w", err))
 	}
-	if d, err := os.Open(filepath.Dir(f.path)); err == nil {
-		_ = d.Sync() // make the rename durable
-		_ = d.Close()
-	}
+	syncDir(f.path)
 	return f.reopen(nil)
 }
 
@@ -206,11 +203,20 @@ func (f *FSM) reopen(cause error) error {
 // writeSynced writes r to a new file at path and syncs it. The file can be the whole state,
 // so its pages are sent to disk as it grows (see package writeback), not all at the end.
 func writeSynced(path string, r io.Reader) error {
+	return writeFileSynced(path, func(w io.Writer) error {
+		_, err := io.Copy(w, r)
+		return err
+	})
+}
+
+// writeFileSynced creates the file at path, has write fill it (through writeback), and
+// syncs it.
+func writeFileSynced(path string, write func(io.Writer) error) error {
 	file, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(writeback.NewWriter(file), r); err != nil {
+	if err := write(writeback.NewWriter(file)); err != nil {
 		_ = file.Close()
 		return err
 	}
@@ -219,6 +225,14 @@ func writeSynced(path string, r io.Reader) error {
 		return err
 	}
 	return file.Close()
+}
+
+// syncDir makes a rename to path durable.
+func syncDir(path string) {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
 }
 
 func checkBolt(path string) error {
