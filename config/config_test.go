@@ -82,6 +82,16 @@ func TestValidateRefuses(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("fsmCommitDelay 0 refused: %v", err)
 	}
+	bad = Default()
+	bad.Raft.StateSendRate = -1
+	if err := bad.Validate(); err == nil {
+		t.Fatal("raft.stateSendRate -1 accepted")
+	}
+	ok = Default()
+	ok.Raft.StateSendRate = 0 // no cap
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("raft.stateSendRate 0 refused: %v", err)
+	}
 }
 
 // TestGossipKeyRequiredOffLoopback: with every example key replaced, a node on a public

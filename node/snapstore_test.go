@@ -367,3 +367,15 @@ func TestStateStreamIsPaced(t *testing.T) {
 		t.Fatal("the bytes written are not the bytes given")
 	}
 }
+
+// The leader paces the state stream at raft.stateSendRate MiB/s.
+func TestStateSendRateComesFromTheConfig(t *testing.T) {
+	_, tr := raft.NewInmemTransport("n1")
+	sn, err := startSnapNode(t, "n1", t.TempDir(), tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sn.n.states.sendRate, int64(testConfig("n1").Raft.StateSendRate)<<20; got != want || want == 0 {
+		t.Fatalf("stream paced at %d B/s, want raft.stateSendRate = %d B/s", got, want)
+	}
+}
