@@ -196,6 +196,64 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 	}
 }
 
+// Given a state file's token, Restore moves that file into place, and takes nothing from
+// outside its own directory tree, however the path is spelt, nor a file that is no state.
+func TestRestoreTakesAStateFileFromItsOwnDirectory(t *testing.T) {
+	src := newHarness(t)
+	src.register("only")
+	data := mustState(t, src.f)
+
+	h := newHarness(t)
+	h.register("a")
+	before := h.digest()
+	dir := filepath.Dir(h.path)
+	outside := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(outside, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	junk := filepath.Join(dir, "junk.db")
+	if err := os.WriteFile(junk, []byte("not a database"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(dir, outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{outside, filepath.Join(dir, rel), junk, filepath.Join(dir, "missing.db")} {
+		if err := h.f.Restore(io.NopCloser(bytes.NewReader(StateFileToken(path)))); err == nil {
+			t.Fatalf("restore took %s", path)
+		}
+	}
+	if h.digest() != before || !fileExists(outside) {
+		t.Fatalf("a refused restore changed something")
+	}
+
+	inside := filepath.Join(dir, "snapshots", "1-2-3", "state.db")
+	if err := os.MkdirAll(filepath.Dir(inside), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(inside, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	was, err := os.Stat(inside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustRestore(t, h.f, StateFileToken(inside))
+	now, err := os.Stat(h.path)
+	if err != nil || !os.SameFile(was, now) || fileExists(inside) {
+		t.Fatalf("the state file was not moved into place (%v)", err)
+	}
+	if h.digest() != src.digest() {
+		t.Fatalf("after the restore: digest %s, want %s", h.digest(), src.digest())
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 func TestStateIsPointInTime(t *testing.T) {
 	h := newHarness(t)
 	h.register("a")

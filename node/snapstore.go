@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -33,74 +35,136 @@ type stateSnapshots struct {
 	dir string
 	// sendRate caps how fast the state is read for a follower, in bytes per second; 0: no cap.
 	sendRate int64
+	// received is the snapshot whose state was received last and is not yet restored.
+	received atomic.Pointer[receivedState]
 }
 
-// Create creates a snapshot for raft to write. In a file store the state file is written
-// through a writeback.Limiter: a state a leader sends is gigabytes, received as fast as the
-// leader reads it, and left dirty it would later be flushed in one burst that stalls every
-// other fsync on the disk.
+// Create creates a snapshot for raft to write. In a file store, a state a leader sends is
+// received into a file of its own beside the snapshot (receivedStateName), and the snapshot
+// itself is stored as a reference to it; when raft then restores the snapshot, the FSM
+// moves that file into place as fsm.db (see Open). A state of gigabytes is so written once,
+// where raft's store would write it, read it whole for its CRC, and the FSM copy it.
 func (s *stateSnapshots) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
 	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
 	sink, err := s.SnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
 	if err != nil || s.dir == "" {
 		return sink, err
 	}
-	return &limitedSink{SnapshotSink: sink, path: snapshotStatePath(s.dir, sink.ID())}, nil
+	return &receivingSink{SnapshotSink: sink, store: s,
+		path: filepath.Join(s.dir, "snapshots", sink.ID()+".tmp", receivedStateName)}, nil
 }
 
-// snapshotStatePath is where raft.FileSnapshotStore writes the state of a snapshot it is
-// creating (file_snapshot.go: snapPath, tmpSuffix, stateFilePath).
-func snapshotStatePath(dir, id string) string {
-	return filepath.Join(dir, "snapshots", id+".tmp", "state.bin")
+// receivedStateName is the file in a stored snapshot's directory that holds the state a
+// leader sent, until the FSM takes it; the snapshot's own state is a reference to it. The
+// directory is raft.FileSnapshotStore's (file_snapshot.go: snapPath, tmpSuffix), which
+// renames it from "<id>.tmp" to "<id>" when the sink is closed.
+const receivedStateName = "state.db"
+
+func receivedStatePath(dir, id string) string {
+	return filepath.Join(dir, "snapshots", id, receivedStateName)
 }
 
-// limitedSink is a file store's sink whose state file is sent to disk as it grows. The
-// sink's own file is not reachable, so the file is opened again by its path once a chunk
-// is written (an FSM's reference snapshot never gets that far). Writeback is only advice:
-// if it fails, the sink goes on without it and still syncs the file when closed.
-type limitedSink struct {
+// receivingSink is a file store's sink that tells an FSM reference (what this node's own
+// snapshots write) from a state (what a leader sends) by its first bytes. A reference goes
+// to the store as it is; a state goes into the file at path, sent to disk as it grows (a
+// writeback.Writer: left dirty, gigabytes would be flushed in one burst that stalls every
+// other fsync on the disk), and on Close is checked to be a state file and stored as a
+// reference to the index it holds.
+type receivingSink struct {
 	raft.SnapshotSink
-	path    string
-	pending int // bytes written before the file was opened
-	limit   *writeback.Limiter
-	f       *os.File
-	off     bool
+	store *stateSnapshots
+	path  string
+	head  []byte // the bytes written, while they could still be a reference
+	f     *os.File
+	w     *writeback.Writer
+	err   error
 }
 
-func (s *limitedSink) Write(p []byte) (int, error) {
-	n, err := s.SnapshotSink.Write(p)
-	if !s.off {
-		s.wrote(n)
+func (s *receivingSink) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.f == nil {
+		if len(s.head)+len(p) <= fsm.SnapshotRefLen {
+			s.head = append(s.head, p...)
+			return len(p), nil
+		}
+		f, err := os.OpenFile(s.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			s.err = err
+			return 0, err
+		}
+		s.f, s.w = f, writeback.NewWriter(f)
+		if _, err := s.w.Write(s.head); err != nil {
+			s.err = err
+			return 0, err
+		}
+		s.head = nil
+	}
+	n, err := s.w.Write(p)
+	if err != nil {
+		s.err = err
 	}
 	return n, err
 }
 
-func (s *limitedSink) wrote(n int) {
-	if s.limit == nil {
-		if s.pending += n; s.pending < writeback.Chunk {
-			return
+// Close stores the snapshot: a reference as written, a state as a reference to the file
+// received. Anything else is refused, so the store holds only what Restore can take.
+func (s *receivingSink) Close() error {
+	var ref []byte
+	if s.f == nil {
+		if _, ok := fsm.ParseSnapshotRef(s.head); !ok && s.err == nil {
+			s.err = fmt.Errorf("snapshot of %d bytes is neither a reference nor a state file", len(s.head))
 		}
-		f, err := os.OpenFile(s.path, os.O_WRONLY, 0)
-		if err != nil {
-			s.off = true
-			return
+		ref = s.head
+	} else {
+		applied, err := s.closeState()
+		if err != nil && s.err == nil {
+			s.err = err
 		}
-		s.f, s.limit, n = f, writeback.New(f), s.pending
+		ref = fsm.SnapshotRef(applied)
 	}
-	s.off = s.limit.Wrote(n) != nil
+	if s.err == nil {
+		_, s.err = s.SnapshotSink.Write(ref)
+	}
+	if s.err != nil {
+		_ = s.SnapshotSink.Cancel()
+		return s.err
+	}
+	if err := s.SnapshotSink.Close(); err != nil {
+		return err
+	}
+	if s.f != nil {
+		s.store.received.Store(&receivedState{id: s.ID()})
+	}
+	return nil
 }
 
-func (s *limitedSink) Close() error { s.closeFile(); return s.SnapshotSink.Close() }
+// closeState syncs the received file and returns the index its state holds.
+func (s *receivingSink) closeState() (uint64, error) {
+	err := s.f.Sync()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	applied, err := fsm.StateFileApplied(s.path)
+	if err != nil {
+		return 0, fmt.Errorf("received snapshot is not a state file: %w", err)
+	}
+	return applied, nil
+}
 
-func (s *limitedSink) Cancel() error { s.closeFile(); return s.SnapshotSink.Cancel() }
-
-func (s *limitedSink) closeFile() {
+func (s *receivingSink) Cancel() error {
 	if s.f != nil {
 		_ = s.f.Close()
-		s.f = nil
 	}
-	s.off = true
+	return s.SnapshotSink.Cancel() // removes the directory, the received file with it
 }
+
+// receivedState names the snapshot whose state was received last: raft restores it next.
+type receivedState struct{ id string }
 
 // Open opens a snapshot for raft: a reference as a stream of the current state, anything
 // else as stored.
@@ -121,6 +185,11 @@ func (s *stateSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, err
 		}{io.MultiReader(bytes.NewReader(head), rc), rc}, nil
 	}
 	_ = rc.Close()
+	if s.dir != "" {
+		if m, stream, ok, err := s.openReceived(meta); ok || err != nil {
+			return m, stream, err
+		}
+	}
 	// Once it has the state, the follower needs the log from meta.Index on: the entries
 	// after it, and the entry itself, which raft sends as the one they follow.
 	opened, release := time.Now(), s.pins.hold(meta.Index)
@@ -153,6 +222,37 @@ func (s *stateSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, err
 	// all; the log is held for twice as long as the sending took (at least logHoldMin),
 	// which is time enough for a follower that takes them 1.5 times as fast.
 	return &m, &heldStream{PipeReader: pr, release: func() { release(max(logHoldMin, 2*time.Since(opened))) }}, nil
+}
+
+// openReceived opens a snapshot whose state was received into a file and not yet taken by
+// the FSM. Raft opens the snapshot it just received to restore it: that open gets the file's
+// token, and Restore moves the file into place. Any other open (a leader sending it on,
+// should the restore have failed) gets the file's contents, a state like any other.
+func (s *stateSnapshots) openReceived(meta *raft.SnapshotMeta) (*raft.SnapshotMeta, io.ReadCloser, bool, error) {
+	path := receivedStatePath(s.dir, meta.ID)
+	if r := s.received.Load(); r != nil && r.id == meta.ID && s.received.CompareAndSwap(r, nil) {
+		if _, err := os.Stat(path); err == nil {
+			token := fsm.StateFileToken(path)
+			m := *meta
+			m.Size = int64(len(token))
+			return &m, io.NopCloser(bytes.NewReader(token)), true, nil
+		}
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("open snapshot %s: %w", meta.ID, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, nil, false, fmt.Errorf("open snapshot %s: %w", meta.ID, err)
+	}
+	m := *meta
+	m.Size = st.Size()
+	return &m, f, true, nil
 }
 
 // pacedWriter writes no faster than rate bytes per second on average since start.
@@ -216,11 +316,20 @@ func readRef(r io.Reader) (ref uint64, head []byte, isRef bool, err error) {
 }
 
 // catchUp brings the FSM up to the newest snapshot when its file is behind it (a lost or
-// replaced fsm.db): raft itself does not restore at start (see New), and replays only the
-// entries after the snapshot. A stored state file is restored; a reference cannot be, since
-// it stands for the very file that is behind, so the node refuses to start and says how to
-// get the state back.
+// replaced fsm.db, or a state received from the leader just before a crash): raft itself
+// does not restore at start (see New), and replays only the entries after the snapshot. A
+// stored or received state file is restored; a reference cannot be, since it stands for the
+// very file that is behind, so the node refuses to start and says how to get the state back.
+//
+// It first removes the snapshots a crash left unfinished ("<id>.tmp"), which raft's file
+// store ignores but never removes: a state being received when the node stopped is gigabytes.
 func (s *stateSnapshots) catchUp() error {
+	if s.dir != "" {
+		unfinished, _ := filepath.Glob(filepath.Join(s.dir, "snapshots", "*.tmp"))
+		for _, dir := range unfinished {
+			_ = os.RemoveAll(dir)
+		}
+	}
 	list, err := s.List()
 	if err != nil || len(list) == 0 {
 		return err
@@ -241,8 +350,16 @@ func (s *stateSnapshots) catchUp() error {
 	}
 	if isRef {
 		_ = rc.Close()
+		path := receivedStatePath(s.dir, newest.ID)
+		received := s.dir != "" && fileExists(path)
 		if ref <= applied {
+			if received { // taken by the FSM, but the crash came before its removal here was on disk
+				_ = os.Remove(path)
+			}
 			return nil // only entries that never reach the FSM lie between
+		}
+		if received { // a state received before a crash, which the FSM had not yet taken
+			return s.fsm.Restore(io.NopCloser(bytes.NewReader(fsm.StateFileToken(path))))
 		}
 		return fmt.Errorf("%w (fsm.db applied %d, snapshot %s refers to %d): remove this node's data dir and "+
 			"start it again with -join, and the leader sends it the state", fsm.ErrStateBehindSnapshot, applied, newest.ID, ref)
@@ -251,4 +368,9 @@ func (s *stateSnapshots) catchUp() error {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(head), rc), rc})
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/imnode/imnode/fsm"
-	"github.com/imnode/imnode/internal/writeback"
 )
 
 // snapNode is a node on file stores (raft.db, snapshots/, fsm.db in dir) over an in-memory
@@ -155,8 +154,12 @@ func TestSnapshotsAreReferencesAndANewNodeGetsTheState(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDigest(t, n4.f, want)
-	if sizes := storedSnapshotSizes(t, n4.dir); len(sizes) != 1 || sizes[0] <= int64(fsm.SnapshotRefLen) {
-		t.Fatalf("n4 stores snapshots of %v bytes, want the state file it was sent", sizes)
+	// It received the state into a file that became its fsm.db: what it stores is a reference.
+	if sizes := storedSnapshotSizes(t, n4.dir); len(sizes) != 1 || sizes[0] != int64(fsm.SnapshotRefLen) {
+		t.Fatalf("n4 stores snapshots of %v bytes, want one reference", sizes)
+	}
+	if left, _ := filepath.Glob(filepath.Join(n4.dir, "snapshots", "*", receivedStateName)); len(left) != 0 {
+		t.Fatalf("n4 kept the received state beside fsm.db: %v", left)
 	}
 	// And it goes on with the others from there.
 	mustRegister(t, leader.n, "after", key("snap-after"))
@@ -220,57 +223,232 @@ func waitLeader(t *testing.T, nodes []*snapNode) *snapNode {
 	return nil
 }
 
-// A state a leader sends is written to the file store through a writeback.Limiter, which
-// finds the file raft's sink writes (a raft upgrade that moved it would switch writeback
-// off silently, and fail here); a snapshot of a reference's size never opens the file at all.
-func TestReceivedStateIsSentToDiskAsItIsWritten(t *testing.T) {
+// stateFile writes the state of an FSM holding users registered users to a file in dir and
+// returns its path and the index it holds.
+func stateFile(t *testing.T, dir string, users int) (string, uint64) {
+	t.Helper()
+	f, err := fsm.Open(filepath.Join(dir, "source.db"), fsm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := 1; i <= users; i++ {
+		cmd, err := fsm.Encode(fsm.CmdRegisterUser, key(fmt.Sprintf("state-%d", i)), fsm.RegisterUser{User: fsm.User{UID: fmt.Sprintf("u%d", i)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Apply(&raft.Log{Index: uint64(i), Type: raft.LogCommand, Data: cmd})
+	}
+	st, err := f.OpenState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	path := filepath.Join(dir, "state")
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.WriteTo(out); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path, st.Applied()
+}
+
+// receive writes the file at path into a new snapshot of store, in writes of chunk bytes
+// (raft copies what the leader sends), and closes it.
+func receive(t *testing.T, store *stateSnapshots, index uint64, path string, chunk int) (string, error) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := store.Create(1, index, 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(b); off += chunk {
+		if _, err := sink.Write(b[off:min(len(b), off+chunk)]); err != nil {
+			_ = sink.Cancel()
+			return "", err
+		}
+	}
+	return sink.ID(), sink.Close()
+}
+
+// A state a leader sends is received into a file of its own (sent to disk as it grows), the
+// snapshot is stored as a reference to the index it holds, and the FSM's restore moves the
+// file into place: the same file, not a copy. What is neither a reference nor a state file is
+// refused, so a token (or anything else) a leader might send is never stored.
+func TestReceivedStateIsMovedIntoPlace(t *testing.T) {
+	src, applied := stateFile(t, t.TempDir(), 50)
 	dir := t.TempDir()
 	fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &stateSnapshots{SnapshotStore: fss, dir: dir}
-	create := func(index uint64) *limitedSink {
-		sink, err := store.Create(1, index, 1, raft.Configuration{}, 1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sink.(*limitedSink)
-	}
-
-	ref := create(10)
-	if _, err := ref.Write(make([]byte, fsm.SnapshotRefLen)); err != nil {
-		t.Fatal(err)
-	}
-	if ref.f != nil || ref.off {
-		t.Fatalf("a reference snapshot opened its file for writeback (f %v, off %v)", ref.f, ref.off)
-	}
-	if err := ref.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	state := create(20)
-	block := bytes.Repeat([]byte{7}, 1<<20)
-	const blocks = 2*writeback.Chunk>>20 + 3
-	for range blocks {
-		if _, err := state.Write(block); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if state.limit == nil || state.off {
-		t.Fatalf("writeback was not used for the state file %s (off %v)", state.path, state.off)
-	}
-	if err := state.Close(); err != nil {
-		t.Fatal(err)
-	}
-	meta, rc, err := store.Open(state.ID())
+	f, err := fsm.Open(filepath.Join(dir, "fsm.db"), fsm.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
+	defer f.Close()
+	store := &stateSnapshots{SnapshotStore: fss, fsm: f, dir: dir}
+
+	// A reference written in pieces is stored as it is; it opens no file of its own.
+	sink, err := store.Create(1, 10, 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := fsm.SnapshotRef(7)
+	for _, b := range ref {
+		if _, err := sink.Write([]byte{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sizes := storedSnapshotSizes(t, dir); len(sizes) != 1 || sizes[0] != int64(fsm.SnapshotRefLen) {
+		t.Fatalf("a reference is stored as %v bytes", sizes)
+	}
+	if fileExists(receivedStatePath(dir, sink.ID())) {
+		t.Fatal("a reference snapshot made a state file")
+	}
+
+	// Not a reference, not a state file: refused, nothing kept.
+	for _, junk := range [][]byte{[]byte("short"), append(fsm.StateFileToken(src), bytes.Repeat([]byte{1}, 64<<10)...)} {
+		junkPath := filepath.Join(t.TempDir(), "junk")
+		if err := os.WriteFile(junkPath, junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := receive(t, store, 15, junkPath, 1000); err == nil {
+			t.Fatalf("a snapshot of %d junk bytes was stored", len(junk))
+		}
+	}
+	if list, _ := store.List(); len(list) != 1 {
+		t.Fatalf("%d snapshots stored after the junk, want 1", len(list))
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.tmp")); len(left) != 0 {
+		t.Fatalf("refused snapshots left %v", left)
+	}
+
+	// A state: stored as a reference to its index, the state beside it.
+	id, err := receive(t, store, 20, src, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	received, err := os.Stat(receivedStatePath(dir, id))
+	if err != nil {
+		t.Fatalf("received state not kept: %v", err)
+	}
+	meta, rc, err := fss.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := io.ReadAll(rc)
+	_ = rc.Close()
+	if got, ok := fsm.ParseSnapshotRef(stored); !ok || got != applied {
+		t.Fatalf("stored snapshot is %d bytes (meta %d), want a reference to %d", len(stored), meta.Size, applied)
+	}
+
+	// Raft restores the snapshot it received: the FSM takes the file itself.
+	meta, rc, err = store.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Restore(rc); err != nil {
+		t.Fatal(err)
+	}
+	now, err := os.Stat(filepath.Join(dir, "fsm.db"))
+	if err != nil || !os.SameFile(now, received) {
+		t.Fatalf("fsm.db is not the received file (%v)", err)
+	}
+	if fileExists(receivedStatePath(dir, id)) {
+		t.Fatal("the received file is still beside the snapshot")
+	}
+	if f.AppliedIndex() != applied || meta.Size >= received.Size() {
+		t.Fatalf("after the restore: applied %d, want %d; raft was told of %d bytes", f.AppliedIndex(), applied, meta.Size)
+	}
+	// From now on the snapshot is a reference like any other: opened, it streams fsm.db.
+	meta, rc, err = store.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := io.Copy(io.Discard, rc)
-	if err != nil || n != blocks<<20 || meta.Size != n {
-		t.Fatalf("stored state read back %d bytes (meta %d, err %v), want %d", n, meta.Size, err, blocks<<20)
+	_ = rc.Close()
+	if err != nil || n != meta.Size || n < received.Size()/2 {
+		t.Fatalf("the snapshot streams %d bytes (meta %d, %v)", n, meta.Size, err)
+	}
+}
+
+// A state received just before a crash, which the FSM had not taken, is taken at the next
+// start; any other open of it (a leader sending it on) reads the file as a state; and a
+// crash while a state was being received leaves nothing behind.
+func TestReceivedStateIsTakenAfterACrash(t *testing.T) {
+	src, applied := stateFile(t, t.TempDir(), 30)
+	srcBytes, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := fsm.Open(filepath.Join(dir, "fsm.db"), fsm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	store := &stateSnapshots{SnapshotStore: fss, fsm: f, dir: dir}
+	id, err := receive(t, store, 40, src, 1<<16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An unfinished one, as a crash mid-stream leaves it.
+	partial, err := store.Create(1, 50, 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := partial.Write(srcBytes[:len(srcBytes)/2]); err != nil {
+		t.Fatal(err)
+	}
+
+	// Raft's open for the restore gets the token; say the restore then failed (or the node
+	// stopped). Opened again, as a leader would to send it on, it is the state.
+	meta, rc, err := store.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _ := io.ReadAll(rc)
+	_ = rc.Close()
+	if !bytes.Equal(token, fsm.StateFileToken(receivedStatePath(dir, id))) || meta.Size != int64(len(token)) {
+		t.Fatalf("opened for the restore: %d bytes (meta %d), want the token", len(token), meta.Size)
+	}
+	meta, rc, err = store.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	_ = rc.Close()
+	if !bytes.Equal(got, srcBytes) || meta.Size != int64(len(srcBytes)) {
+		t.Fatalf("opened for sending: %d bytes (meta %d), want the %d received", len(got), meta.Size, len(srcBytes))
+	}
+
+	// The restart: a new store on the same dir.
+	again := &stateSnapshots{SnapshotStore: fss, fsm: f, dir: dir}
+	if err := again.catchUp(); err != nil {
+		t.Fatal(err)
+	}
+	if f.AppliedIndex() != applied || fileExists(receivedStatePath(dir, id)) {
+		t.Fatalf("after catch-up: applied %d (want %d), received file left: %v", f.AppliedIndex(), applied,
+			fileExists(receivedStatePath(dir, id)))
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.tmp")); len(left) != 0 {
+		t.Fatalf("the unfinished snapshot was left: %v", left)
 	}
 }
 

@@ -1,8 +1,7 @@
 // Package writeback keeps a long sequential write from piling up in the page cache.
 //
 // A node that joins a cluster receives the whole state, gigabytes of it, as fast as the
-// leader can read it, and writes it twice: into raft's snapshot store and then into
-// fsm.db. Left to the kernel, those pages stay dirty until a threshold (10% of memory by
+// leader can read it, into the file that becomes its fsm.db. Left to the kernel, those pages stay dirty until a threshold (10% of memory by
 // default on Linux) and are then flushed in one burst, and every fsync on the same disk
 // waits behind the burst: on a disk the nodes share, the others' raft appends stall for
 // seconds. A Limiter asks for the written bytes to go to disk every few megabytes instead,
