@@ -163,6 +163,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		_ = os.Remove(tmp)
 		return err
 	}
+	f.log.Info("state restored", "from", "stream", "applied", f.AppliedIndex())
 	return nil
 }
 
@@ -200,6 +201,7 @@ func (f *FSM) restoreFile(path string) error {
 		return err
 	}
 	syncDir(path)
+	f.log.Info("state restored", "from", path, "applied", f.AppliedIndex())
 	return nil
 }
 
