@@ -29,6 +29,9 @@ TLS_CERTS   := $(TLS_CLUSTER)/certs
 TLS       ?=
 # `make jepsen RETENTION=15s` runs the nodes with messageRetention (the msglog checker takes removed messages as gone)
 RETENTION ?=
+# `make jepsen SNAPSHOT_EVERY=300` has the nodes snapshot every 300 entries and keep 50 behind, so nodes that
+# join or fall behind are sent the whole state
+SNAPSHOT_EVERY ?=
 
 .PHONY: all build run cluster cluster-stop cluster-clean cluster-tls cluster-tls-stop cluster-tls-clean test test-unit test-blackbox jepsen bench bench-ceiling bench-shapes lint fmt clean
 
@@ -105,7 +108,7 @@ test-unit:
 	$(GO) test -race -count=1 -short $(PKGS)
 
 jepsen: build
-	$(BIN)/imjepsen -bin $(BIN)/imnode -nodes $(NODES_N) -duration $(DURATION) -seed $(SEED) -faults $(FAULTS) $(if $(TLS),-tls) $(if $(RETENTION),-retention $(RETENTION))
+	$(BIN)/imjepsen -bin $(BIN)/imnode -nodes $(NODES_N) -duration $(DURATION) -seed $(SEED) -faults $(FAULTS) $(if $(TLS),-tls) $(if $(RETENTION),-retention $(RETENTION)) $(if $(SNAPSHOT_EVERY),-snapshot-every $(SNAPSHOT_EVERY))
 
 bench: build
 	$(BIN)/imbench -nodes $(BENCH_NODES) -workload $(WORKLOAD) -c $(C) -d $(D) -msg-bytes 300 -convs 1000 \

@@ -80,12 +80,38 @@ type Cluster struct {
 	nextIP  int
 	token   string
 
-	// With TLS (UseTLS): every node's config file and the clients' TLS settings.
+	// config is every node's config file, if any (UseTLS, SnapshotEvery); tlsConf the
+	// clients' TLS settings (UseTLS).
 	config  string
 	tlsConf *tls.Config
 
 	// Args are further flags for every node start (e.g. -message-retention).
 	Args []string
+}
+
+// SnapshotEvery makes the nodes take a snapshot every n log entries (checked every second)
+// and keep only n/6 entries behind it, so that a node that joins, restarts or was cut off is
+// mostly sent the whole state (InstallSnapshot), not the log. Call it before the first Start.
+func (c *Cluster) SnapshotEvery(n int) error {
+	return c.addConfig(fmt.Sprintf("raft:\n  snapshotThreshold: %d\n  snapshotInterval: 1s\n  trailingLogs: %d\n",
+		n, max(1, n/6)))
+}
+
+// addConfig appends top-level YAML keys to every node's config file, which it creates
+// the first time.
+func (c *Cluster) addConfig(yaml string) error {
+	if c.config == "" {
+		c.config = filepath.Join(c.dir, "imnode.yaml")
+	}
+	f, err := os.OpenFile(c.config, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(yaml); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // firstIP is the last byte of the first node's address: nodes use 127.0.0.11, .12, ...
@@ -152,10 +178,9 @@ func (c *Cluster) UseTLS() error {
 		return err
 	}
 	gossipKey := base64.StdEncoding.EncodeToString([]byte("imjepsen-gossip-key-32-bytes-abc"))
-	c.config = filepath.Join(c.dir, "tls", "imnode.yaml")
 	yaml := fmt.Sprintf("gossipKey: %q\ntls:\n  certFile: %q\n  keyFile: %q\n  caFile: %q\n",
 		gossipKey, files.CertFile, files.KeyFile, files.CAFile)
-	if err := os.WriteFile(c.config, []byte(yaml), 0o644); err != nil {
+	if err := c.addConfig(yaml); err != nil {
 		return err
 	}
 	pool := x509.NewCertPool()

@@ -68,14 +68,15 @@ func (w *testWriter) Write(p []byte) (int, error) {
 // TestShortRun is the fault-injection run of every `make test`: three nodes in the secure
 // mode (mutual TLS, HTTPS, gossip key), every workload, 50 s of faults in a seeded order
 // that goes through every kind, with a message retention of 20 s (the msglog checker sees
-// old messages go); every checker must pass.
+// old messages go) and a snapshot every 300 entries with 50 kept behind (a node that joins
+// or falls behind is sent the whole state); every checker must pass.
 func TestShortRun(t *testing.T) {
 	bin := needEnv(t)
 	s := seed(t)
 	t.Logf("seed %d (replay with IMJEPSEN_SEED=%d)", s, s)
 	res, err := Run(context.Background(), Config{
 		Bin: bin, Nodes: 3, Duration: 50 * time.Second, Seed: s, OutDir: "runs", Clients: 2,
-		Faults: AllFaults, TLS: true, Retention: 20 * time.Second,
+		Faults: AllFaults, TLS: true, Retention: 20 * time.Second, SnapshotEvery: 300,
 		QuietMin: time.Second, QuietMax: 3 * time.Second, HoldMin: 2 * time.Second, HoldMax: 5 * time.Second,
 		CheckTimeout: time.Minute, Log: logTo(t),
 	})
@@ -86,12 +87,17 @@ func TestShortRun(t *testing.T) {
 		t.Fatalf("violation found; report in %s:\n%s", res.Dir, Summary(res))
 	}
 	kinds := map[string]bool{}
+	joinedLate := false // a node added 10 s in, when the log had long been compacted
 	for _, e := range res.Timeline {
 		kinds[e.Fault] = true
+		joinedLate = joinedLate || e.Fault == FaultMembership && e.Start > int64(10*time.Second) && strings.Contains(e.Detail, "(voter after")
 	}
-	t.Logf("%d faults of %d kinds injected", len(res.Timeline), len(kinds))
+	t.Logf("%d faults of %d kinds injected; %d states sent to a node and restored", len(res.Timeline), len(kinds), res.StatesRestored)
 	if len(kinds) < 4 {
 		t.Fatalf("only %d kinds of fault injected: the run hardly tested anything", len(kinds))
+	}
+	if joinedLate && res.StatesRestored == 0 {
+		t.Fatalf("a node joined 10 s into the run, when the others kept only 50 entries of log, and no node was sent the state")
 	}
 	for _, w := range []string{"register", "set", "msglog"} {
 		if res.Counts[w].OK == 0 {

@@ -45,6 +45,7 @@ func Summary(res *Result) string {
 		c := res.Counts[w]
 		fmt.Fprintf(&b, "  %-10s %6d / %6d / %6d\n", w, c.OK, c.Fail, c.Unknown)
 	}
+	fmt.Fprintf(&b, "\nstates sent to a node and restored (InstallSnapshot): %d\n", res.StatesRestored)
 	fmt.Fprintf(&b, "\ndigests after healing:\n")
 	for _, d := range res.Digests {
 		if d.Err != "" {

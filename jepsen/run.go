@@ -1,6 +1,7 @@
 package jepsen
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,10 @@ type Config struct {
 	// msglog checker then takes messages removed by retention as gone, not lost, and checks
 	// that none went before its time.
 	Retention time.Duration
+	// SnapshotEvery, when above zero, has the nodes snapshot every that many log entries
+	// and keep a sixth of them behind it (Cluster.SnapshotEvery): nodes that join or fall
+	// behind are then sent the whole state, and the run tests that path under the faults.
+	SnapshotEvery int
 	// CheckTimeout bounds each porcupine check (default 2 minutes); a timeout fails.
 	CheckTimeout time.Duration
 	// HoldMin/HoldMax bound how long a fault lasts, QuietMin/QuietMax the pause between
@@ -65,6 +70,9 @@ type Result struct {
 	Digests  []Digest          `json:"digests"`
 	Valid    bool              `json:"valid"`
 	Errors   []string          `json:"errors,omitempty"`
+	// StatesRestored counts the states the nodes were sent and restored (their logs'
+	// "state restored" lines): how often the run went through InstallSnapshot.
+	StatesRestored int `json:"statesRestored"`
 }
 
 // Verdict returns the verdict of one checker, or nil.
@@ -190,6 +198,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 	}
+	if cfg.SnapshotEvery > 0 {
+		if err := c.SnapshotEvery(cfg.SnapshotEvery); err != nil {
+			return nil, err
+		}
+	}
 	network, err := NewNet(c.Ports())
 	if err != nil {
 		return nil, err
@@ -201,6 +214,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Errors = append(res.Errors, err.Error())
 	}
 	c.Shutdown()
+	res.StatesRestored = countInLogs(filepath.Join(dir, "nodes"), `msg="state restored"`)
 	res.Valid = err == nil && len(res.Verdicts) > 0
 	for _, v := range res.Verdicts {
 		res.Valid = res.Valid && v.Valid
@@ -354,4 +368,18 @@ func CheckConvergence(ds []Digest) Verdict {
 		v.Summary = fmt.Sprintf("nodes differ (%d problems)", len(v.Problems))
 	}
 	return v
+}
+
+// countInLogs counts the lines of the *.log files in dir that contain s.
+func countInLogs(dir, s string) int {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	n := 0
+	for _, path := range logs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		n += bytes.Count(b, []byte(s))
+	}
+	return n
 }

@@ -30,6 +30,7 @@ func main() {
 	flag.BoolVar(&cfg.TLS, "tls", false, "run the nodes with mutual TLS, verified forwarding, HTTPS and a gossip key (test certificates made for the run)")
 	flag.IntVar(&cfg.Clients, "clients", 3, "concurrent clients per workload")
 	flag.DurationVar(&cfg.Retention, "retention", 0, "run the nodes with messageRetention (at least 1s): the msglog checker takes removed messages as gone, not lost")
+	flag.IntVar(&cfg.SnapshotEvery, "snapshot-every", 0, "nodes snapshot every N log entries and keep N/6 behind, so nodes that join or fall behind are sent the whole state (0: the config's defaults)")
 	flag.DurationVar(&cfg.CheckTimeout, "check-timeout", 2*time.Minute, "porcupine timeout per checker (a timeout fails)")
 	flag.Parse()
 	if cfg.Seed == 0 {
