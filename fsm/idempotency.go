@@ -10,7 +10,8 @@ import (
 )
 
 // MaxPrunePerCommand bounds the records one PruneIdempotency deletes, so one entry cannot
-// hold the apply loop (and every node's) for long; the next periodic prune takes the rest.
+// hold the apply loop (and every node's) for long; the leader proposes another while one
+// removes this many (node.pruneIdempotency). The result's Pruned says how many went.
 const MaxPrunePerCommand = 50000
 
 // timeKey encodes a Unix-nanosecond time so that byte order is numeric order, negative
@@ -277,7 +278,7 @@ func (w *txn) pruneIdempotency(c *PruneIdempotency) (*Result, error) {
 		}
 		w.idx.delete(k[8:])
 	}
-	return &Result{}, nil
+	return &Result{Pruned: len(keys)}, nil
 }
 
 // IdempotentResult returns the stored result for an idempotency key, if any. Replayed is

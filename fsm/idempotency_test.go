@@ -114,7 +114,9 @@ func TestPruneIdempotency(t *testing.T) {
 		h.applyKey(CmdSendMessage, k, send)
 		times = append(times, h.now)
 	}
-	h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: times[1].UnixNano()})
+	if r := h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: times[1].UnixNano()}); r.Pruned != 1 {
+		t.Fatalf("first prune removed %d records, want 1", r.Pruned)
+	}
 	for i, want := range []bool{false, true, true} {
 		if _, ok, _ := h.f.IdempotentResult(keys[i]); ok != want {
 			t.Fatalf("key %d after prune: got present=%v, want %v", i+1, ok, want)
@@ -125,7 +127,9 @@ func TestPruneIdempotency(t *testing.T) {
 		t.Fatalf("pruned key: got %+v, want a new apply with seq 4", r)
 	}
 
-	h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: h.now.UnixNano() + 1})
+	if r := h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: h.now.UnixNano() + 1}); r.Pruned != 3 {
+		t.Fatalf("second prune removed %d records, want 3", r.Pruned)
+	}
 	var left int
 	if err := h.f.view(func(r *txn) error {
 		left = r.idemLog.Stats().KeyN

@@ -168,7 +168,7 @@ type Result struct {
 	Results        []UIDResult
 	// Replayed is true when the result came from an idempotency record, not a new apply.
 	Replayed bool
-	// Pruned is how many messages a PruneMessages removed.
+	// Pruned is how many messages a PruneMessages removed, or records a PruneIdempotency.
 	Pruned int
 }
 

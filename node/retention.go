@@ -7,9 +7,9 @@ import (
 	"github.com/imnode/imnode/fsm"
 )
 
-// maxPruneRounds bounds the PruneMessages one tick proposes back to back (each removes at
-// most fsm.MaxPruneMessages), so a backlog is worked off over several ticks without
-// monopolising the log.
+// maxPruneRounds bounds the PruneMessages (or PruneIdempotency) one tick proposes back to
+// back (each removes at most fsm.MaxPruneMessages, or fsm.MaxPrunePerCommand), so a backlog
+// is worked off over several ticks without monopolising the log.
 const maxPruneRounds = 50
 
 // retentionInterval is how often the leader checks for expired messages: a tenth of the
