@@ -279,12 +279,9 @@ func receive(t *testing.T, store *stateSnapshots, index uint64, path string, chu
 	return sink.ID(), sink.Close()
 }
 
-// A state a leader sends is received into a file of its own (sent to disk as it grows), the
-// snapshot is stored as a reference to the index it holds, and the FSM's restore moves the
-// file into place: the same file, not a copy. What is neither a reference nor a state file is
-// refused, so a token (or anything else) a leader might send is never stored.
-func TestReceivedStateIsMovedIntoPlace(t *testing.T) {
-	src, applied := stateFile(t, t.TempDir(), 50)
+// newFileStateSnapshots returns a file snapshot store and an empty FSM in a new data dir.
+func newFileStateSnapshots(t *testing.T) (*stateSnapshots, string) {
+	t.Helper()
 	dir := t.TempDir()
 	fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclog.NewNullLogger())
 	if err != nil {
@@ -294,8 +291,18 @@ func TestReceivedStateIsMovedIntoPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	store := &stateSnapshots{SnapshotStore: fss, fsm: f, dir: dir}
+	t.Cleanup(func() { _ = f.Close() })
+	return &stateSnapshots{SnapshotStore: fss, fsm: f, dir: dir}, dir
+}
+
+// A state a leader sends is received into a file of its own (sent to disk as it grows), the
+// snapshot is stored as a reference to the index it holds, and the FSM's restore moves the
+// file into place: the same file, not a copy. What is neither a reference nor a state file is
+// refused, so a token (or anything else) a leader might send is never stored.
+func TestReceivedStateIsMovedIntoPlace(t *testing.T) {
+	src, applied := stateFile(t, t.TempDir(), 50)
+	store, dir := newFileStateSnapshots(t)
+	f, fss := store.fsm, store.SnapshotStore
 
 	// A reference written in pieces is stored as it is; it opens no file of its own.
 	sink, err := store.Create(1, 10, 1, raft.Configuration{}, 1, nil)
@@ -393,17 +400,8 @@ func TestReceivedStateIsTakenAfterACrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	fss, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclog.NewNullLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := fsm.Open(filepath.Join(dir, "fsm.db"), fsm.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	store := &stateSnapshots{SnapshotStore: fss, fsm: f, dir: dir}
+	store, dir := newFileStateSnapshots(t)
+	f, fss := store.fsm, store.SnapshotStore
 	id, err := receive(t, store, 40, src, 1<<16)
 	if err != nil {
 		t.Fatal(err)
