@@ -105,7 +105,10 @@
 // follower, and backups use it. Restore of a state file writes the stream to a temporary
 // file, syncs it, checks that it opens, closes the database and renames the copy over it,
 // then reopens it; reads hold a read lock on the database handle, so they see the old state
-// or the new one, never a closed file. Restore of a reference only checks that the file
+// or the new one, never a closed file. Restore of a state file token (StateFileToken: node's
+// store has already received the stream into a file of its own) checks that the file is
+// under the FSM's directory and opens, and renames that file over the database instead of
+// copying it. Restore of a reference only checks that the file
 // covers it (ErrStateBehindSnapshot if not). A long stream to a follower must not hold up
 // Apply: bbolt remaps a file that outgrows its mapping only once every read transaction has
 // ended, so the file is opened with 64 GiB of address space reserved (initialMmapSize).

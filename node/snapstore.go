@@ -20,8 +20,9 @@ import (
 // stateSnapshots is the raft snapshot store. It keeps what raft gives it in the inner store,
 // which for the FSM's own snapshots is a reference of a few dozen bytes (see fsm.Snapshot),
 // and when raft opens a reference to send it to a follower it streams a consistent view of
-// fsm.db instead. A snapshot a leader sent to this node is a whole state file and is kept
-// and opened as it is.
+// fsm.db instead. A state a leader sends to this node is received into a file that the FSM
+// then takes as its fsm.db, and stored as a reference too (see Create). A whole state file
+// stored by an older version is opened as it is.
 //
 // So a snapshot costs no more at ten million messages than at one, and the state is copied
 // only when a follower needs it. The view opened holds at least the reference's index; the
