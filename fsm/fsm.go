@@ -154,9 +154,7 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 				return err
 			}
 		}
-		if v := tx.Bucket(bktMeta).Get(keyApplied); len(v) == 8 {
-			applied = binary.BigEndian.Uint64(v)
-		}
+		applied = appliedIn(tx.Bucket(bktMeta))
 		if err := convertOldMsgs(tx); err != nil {
 			return err
 		}

@@ -40,12 +40,7 @@ type idemCheckpointHeader struct {
 // applied index it records.
 func dbState(db *bolt.DB) (txid, applied uint64, err error) {
 	err = db.View(func(tx *bolt.Tx) error {
-		txid = uint64(tx.ID())
-		if b := tx.Bucket(bktMeta); b != nil {
-			if v := b.Get(keyApplied); len(v) == 8 {
-				applied = binary.BigEndian.Uint64(v)
-			}
-		}
+		txid, applied = uint64(tx.ID()), appliedIn(tx.Bucket(bktMeta))
 		return nil
 	})
 	return txid, applied, err

@@ -102,11 +102,7 @@ func (f *FSM) OpenState() (*State, error) {
 		f.states.Add(-1)
 		return nil, fmt.Errorf("open state: %w", err)
 	}
-	var applied uint64
-	if v := tx.Bucket(bktMeta).Get(keyApplied); len(v) == 8 {
-		applied = binary.BigEndian.Uint64(v)
-	}
-	return &State{tx: tx, applied: applied, open: &f.states}, nil
+	return &State{tx: tx, applied: appliedIn(tx.Bucket(bktMeta)), open: &f.states}, nil
 }
 
 // Applied is the last index the view holds.
@@ -130,8 +126,8 @@ func restoreTempPath(path string) string { return path + ".restore" }
 // streamed (see OpenState), the token of such a file already received (StateFileToken), or a
 // reference, which the file must already cover.
 //
-// A stream is written to a file beside the database and synced, checked to open as a
-// bbolt file, and only then renamed over the database, so a crash at any point leaves
+// A stream is written to a file beside the database and synced, checked to be a state
+// file (StateFileApplied), and only then renamed over the database, so a crash at any point leaves
 // either the old file or the new one. Reads wait for the swap and then see the new state.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
@@ -155,7 +151,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("restore: %w", err)
 	}
-	if err := checkBolt(tmp); err != nil {
+	if _, err := StateFileApplied(tmp); err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("restore: snapshot is not a usable database: %w", err)
 	}
@@ -194,7 +190,7 @@ func (f *FSM) restoreFile(path string) error {
 	if rel, err := filepath.Rel(dir, abs); err != nil || !filepath.IsLocal(rel) {
 		return fmt.Errorf("restore: state file %s is not under %s", path, dir)
 	}
-	if err := checkBolt(path); err != nil {
+	if _, err := StateFileApplied(path); err != nil {
 		return fmt.Errorf("restore: state file %s is not a usable database: %w", path, err)
 	}
 	if err := f.swapIn(path); err != nil {
@@ -227,7 +223,8 @@ func (f *FSM) swapIn(src string) error {
 }
 
 // StateFileApplied opens the bbolt file at path read-only and returns the last index its
-// state holds: what a reference to it says.
+// state holds: what a reference to it says. It is also how a file is checked to be a state
+// (a bbolt file with the meta bucket) before it replaces anything.
 func StateFileApplied(path string) (uint64, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
 	if err != nil {
@@ -240,9 +237,7 @@ func StateFileApplied(path string) (uint64, error) {
 		if b == nil {
 			return errors.New("no meta bucket: not an imnode state file")
 		}
-		if v := b.Get(keyApplied); len(v) == 8 {
-			applied = binary.BigEndian.Uint64(v)
-		}
+		applied = appliedIn(b)
 		return nil
 	})
 	return applied, err
@@ -311,14 +306,6 @@ func syncDir(path string) {
 		_ = d.Sync()
 		_ = d.Close()
 	}
-}
-
-func checkBolt(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	return db.Close()
 }
 
 // Digest is a hash of the whole replicated state (not the applied index).

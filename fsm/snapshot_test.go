@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 // memSink is a raft.SnapshotSink over a buffer.
@@ -190,6 +191,22 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 	before := h.digest()
 	if err := h.f.Restore(io.NopCloser(bytes.NewReader([]byte("not a database")))); err == nil {
 		t.Fatalf("restore of garbage: got no error, want one")
+	}
+	// A bbolt file that is not a state (no meta bucket) is refused too.
+	other := filepath.Join(t.TempDir(), "other.db")
+	db, err := bolt.Open(other, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.f.Restore(io.NopCloser(bytes.NewReader(data))); err == nil {
+		t.Fatalf("restore of a bbolt file without the meta bucket: got no error, want one")
 	}
 	if h.digest() != before {
 		t.Fatalf("a failed restore changed the state")

@@ -67,8 +67,14 @@ func newTxn(tx *bolt.Tx, idx *idemIndex) *txn {
 // a command that fails changes nothing, and tells nobody.
 func (w *txn) notify(n Notice) { w.eff.notices = append(w.eff.notices, n) }
 
-func (w *txn) appliedIndex() uint64 {
-	if v := w.meta.Get(keyApplied); len(v) == 8 {
+func (w *txn) appliedIndex() uint64 { return appliedIn(w.meta) }
+
+// appliedIn returns the applied index a meta bucket records (0 without one, or no bucket).
+func appliedIn(meta *bolt.Bucket) uint64 {
+	if meta == nil {
+		return 0
+	}
+	if v := meta.Get(keyApplied); len(v) == 8 {
 		return binary.BigEndian.Uint64(v)
 	}
 	return 0
