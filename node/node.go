@@ -349,9 +349,7 @@ func (n *Node) pruneIdempotency() {
 			return
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
-		res, err := n.Propose(ctx, cmd)
-		cancel()
+		res, err := n.proposeDuty(cmd)
 		if err != nil {
 			n.log.Warn("prune idempotency records", "err", err)
 			return

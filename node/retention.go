@@ -29,6 +29,22 @@ func (n *Node) retentionDuties() {
 	n.everyAsLeader(retentionInterval(retention), func() { n.pruneMessages(retention) })
 }
 
+// proposeDuty proposes a command of the leader's periodic work, giving up after applyTimeout
+// or when the node stops: Shutdown waits for the duties, and must not wait out a propose
+// without quorum.
+func (n *Node) proposeDuty(cmd []byte) (*fsm.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return n.Propose(ctx, cmd)
+}
+
 // pruneMessages proposes PruneMessages until a command removes less than its limit (nothing
 // more has expired) or maxPruneRounds were proposed. The leader's clock only decides whether
 // a command is worth proposing; what it removes is decided by its entry's log time, the
@@ -54,17 +70,7 @@ func (n *Node) pruneMessages(retention time.Duration) {
 			n.log.Error("message retention: encode", "err", err)
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ApplyTimeout.D())
-		go func() {
-			// Shutdown waits for this loop: it must not wait out a propose without quorum.
-			select {
-			case <-n.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		res, err := n.Propose(ctx, cmd)
-		cancel()
+		res, err := n.proposeDuty(cmd)
 		if err != nil {
 			n.log.Warn("message retention: propose", "err", err)
 			return
