@@ -337,7 +337,9 @@ func (s *stateSnapshots) catchUp() error {
 	}
 	newest := list[0]
 	applied := s.fsm.AppliedIndex()
-	if newest.Index <= applied {
+	path := receivedStatePath(s.dir, newest.ID)
+	received := s.dir != "" && fileExists(path)
+	if newest.Index <= applied && !received {
 		return nil
 	}
 	_, rc, err := s.SnapshotStore.Open(newest.ID)
@@ -351,10 +353,10 @@ func (s *stateSnapshots) catchUp() error {
 	}
 	if isRef {
 		_ = rc.Close()
-		path := receivedStatePath(s.dir, newest.ID)
-		received := s.dir != "" && fileExists(path)
 		if ref <= applied {
-			if received { // taken by the FSM, but the crash came before its removal here was on disk
+			// Taken by the FSM, but the crash came before its removal here was on disk: the
+			// name may still be fsm.db's own file, which must never be sent as a state.
+			if received {
 				_ = os.Remove(path)
 			}
 			return nil // only entries that never reach the FSM lie between

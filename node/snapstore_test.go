@@ -450,6 +450,36 @@ func TestReceivedStateIsTakenAfterACrash(t *testing.T) {
 	}
 }
 
+// A crash right after the FSM took a received file, before the file's removal from the
+// snapshot's directory was on disk, can leave that name pointing at fsm.db itself. The next
+// start removes it, even when the FSM is past the snapshot, so it is never sent as a state.
+func TestTakenStateFileLeftBehindIsRemovedAtStart(t *testing.T) {
+	src, applied := stateFile(t, t.TempDir(), 30)
+	store, dir := newFileStateSnapshots(t)
+	id, err := receive(t, store, 20, src, 1<<16) // a snapshot index below the state's
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rc, err := store.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.fsm.Restore(rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(dir, "fsm.db"), receivedStatePath(dir, id)); err != nil {
+		t.Fatal(err)
+	}
+	again := &stateSnapshots{SnapshotStore: store.SnapshotStore, fsm: store.fsm, dir: dir}
+	if err := again.catchUp(); err != nil {
+		t.Fatal(err)
+	}
+	if fileExists(receivedStatePath(dir, id)) || store.fsm.AppliedIndex() != applied {
+		t.Fatalf("after the start: received name left %v, applied %d (want %d)",
+			fileExists(receivedStatePath(dir, id)), store.fsm.AppliedIndex(), applied)
+	}
+}
+
 // While the leader streams the state to a follower, compaction keeps the log after the
 // snapshot's index, which the follower needs next; some time after the stream is closed
 // the log is compacted as usual.
