@@ -186,10 +186,14 @@ type SendMessage struct {
 	ForceList []string
 }
 
-// PruneIdempotency forgets idempotency records applied before Before (Unix nanoseconds).
-// The leader proposes it periodically, so every node prunes the same records.
+// PruneIdempotency forgets idempotency records applied before Before (Unix nanoseconds),
+// oldest first, at most Limit of them (0 or above MaxPrunePerCommand means
+// MaxPrunePerCommand). The leader proposes it periodically, so every node prunes the same
+// records. Limit came later: an entry without it decodes with Limit 0, and a build without
+// it ignores it, so both prune the same records as long as the leader sends 0.
 type PruneIdempotency struct {
 	Before int64
+	Limit  int
 }
 
 var mh = func() *codec.MsgpackHandle {

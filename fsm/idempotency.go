@@ -30,11 +30,11 @@ func timeKey(t int64) []byte {
 // in step by Apply. It is derived from replicated state only, so every replica answers
 // alike.
 //
-// To stay small (about 20 bytes per record within the retention window) it maps the first 8
-// bytes of a key (keys are SHA-256 sums) to the time; the record found there must carry the
-// whole key, so a key that only shares those bytes is not mistaken for another. A key whose
-// 8 bytes are already taken goes to full, keyed by the whole key: every indexed key is in
-// exactly one of the two maps.
+// To stay small (30–38 bytes of heap per record within the retention window, measured at
+// 1 M and 10 M records) it maps the first 8 bytes of a key (keys are SHA-256 sums) to the
+// time; the record found there must carry the whole key, so a key that only shares those
+// bytes is not mistaken for another. A key whose 8 bytes are already taken goes to full,
+// keyed by the whole key: every indexed key is in exactly one of the two maps.
 type idemIndex struct {
 	mu   sync.RWMutex
 	fp   map[uint64]int64
@@ -261,13 +261,18 @@ func (w *txn) idemPut(key []byte, r *Result) error {
 	return nil
 }
 
-// pruneIdempotency deletes, oldest first, the records applied before c.Before.
+// pruneIdempotency deletes, oldest first, the records applied before c.Before, at most
+// c.Limit (see PruneIdempotency).
 func (w *txn) pruneIdempotency(c *PruneIdempotency) (*Result, error) {
-	limit := timeKey(c.Before)
+	until := timeKey(c.Before)
+	limit := c.Limit
+	if limit <= 0 || limit > MaxPrunePerCommand {
+		limit = MaxPrunePerCommand
+	}
 	var keys [][]byte
 	cur := w.idemLog.Cursor()
-	for k, _ := cur.First(); k != nil && len(keys) < MaxPrunePerCommand; k, _ = cur.Next() {
-		if bytes.Compare(k[:8], limit) >= 0 {
+	for k, _ := cur.First(); k != nil && len(keys) < limit; k, _ = cur.Next() {
+		if bytes.Compare(k[:8], until) >= 0 {
 			break
 		}
 		keys = append(keys, bytes.Clone(k))

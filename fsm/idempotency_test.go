@@ -323,3 +323,25 @@ func TestIdempotencyIndexLoadedInParts(t *testing.T) {
 		})
 	}
 }
+
+// PruneIdempotency's Limit came after the command was in logs: an entry written before it
+// (a one-element array) decodes with Limit 0, the full limit, and a build without Limit
+// reads a new entry's Before.
+func TestPruneIdempotencyEntriesFromBeforeLimit(t *testing.T) {
+	old, err := EncodeValue(struct{ Before int64 }{Before: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c PruneIdempotency
+	if err := DecodeValue(old, &c); err != nil || c != (PruneIdempotency{Before: 42}) {
+		t.Fatalf("old entry: got %+v, %v; want Before 42, Limit 0", c, err)
+	}
+	cur, err := EncodeValue(PruneIdempotency{Before: 43})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct{ Before int64 }
+	if err := DecodeValue(cur, &o); err != nil || o.Before != 43 {
+		t.Fatalf("new entry read without Limit: got %+v, %v; want Before 43", o, err)
+	}
+}

@@ -335,29 +335,39 @@ func (n *Node) everyAsLeader(interval time.Duration, duty func()) {
 	}
 }
 
-// pruneIdempotency proposes forgetting the idempotency records older than the retention,
-// again while a command removes its limit, up to maxPruneRounds commands a tick.
+// pruneIdempotency proposes forgetting the idempotency records older than the retention.
 func (n *Node) pruneIdempotency() {
-	before := time.Now().Add(-n.cfg.IdempotencyRetention.D()).UnixNano()
-	cmd, err := fsm.Encode(fsm.CmdPruneIdempotency, nil, fsm.PruneIdempotency{Before: before})
+	n.pruneIdempotencyBefore(time.Now().Add(-n.cfg.IdempotencyRetention.D()).UnixNano(), 0)
+}
+
+// pruneIdempotencyBefore proposes PruneIdempotency{before, limit} again while a command
+// removes its limit, up to maxPruneRounds commands, and returns how many records went. The
+// leader's duty passes limit 0 (fsm.MaxPrunePerCommand); tests pass a small one.
+func (n *Node) pruneIdempotencyBefore(before int64, limit int) (pruned int) {
+	cmd, err := fsm.Encode(fsm.CmdPruneIdempotency, nil, fsm.PruneIdempotency{Before: before, Limit: limit})
 	if err != nil {
-		return
+		return 0
+	}
+	if limit <= 0 || limit > fsm.MaxPrunePerCommand {
+		limit = fsm.MaxPrunePerCommand
 	}
 	for range maxPruneRounds {
 		select {
 		case <-n.stop:
-			return
+			return pruned
 		default:
 		}
 		res, err := n.proposeDuty(cmd)
 		if err != nil {
 			n.log.Warn("prune idempotency records", "err", err)
-			return
+			return pruned
 		}
-		if res.Pruned < fsm.MaxPrunePerCommand {
-			return
+		pruned += res.Pruned
+		if res.Pruned < limit {
+			return pruned
 		}
 	}
+	return pruned
 }
 
 // hostOf returns the host part of addr, or addr.

@@ -104,3 +104,67 @@ func TestRetentionInterval(t *testing.T) {
 		}
 	}
 }
+
+// The leader's idempotency prune proposes again while a command removes its whole limit, so
+// a backlog larger than one command is worked off in one tick, and stops after
+// maxPruneRounds commands. The default 24 h retention keeps the periodic duty from pruning
+// anything meanwhile; the test passes its own cutoff and a small limit.
+func TestIdempotencyPruneLoopsWhileACommandRemovesItsLimit(t *testing.T) {
+	tc := mustCluster(t, 3)
+	leader := tc.leader()
+	const records = 2*maxPruneRounds + 5
+	keys := make([][]byte, records)
+	for i := range keys {
+		keys[i] = key(fmt.Sprintf("op%d", i))
+		if r := mustRegister(t, leader, fmt.Sprintf("u%d", i), keys[i]); r.Err != "" {
+			t.Fatalf("register u%d: %s", i, r.Err)
+		}
+	}
+	remembered := func(n *Node) (count int) {
+		for _, k := range keys {
+			if _, ok, err := n.FSM().IdempotentResult(k); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				count++
+			}
+		}
+		return count
+	}
+	cutoff := time.Now().UnixNano()
+
+	// A limit of 3: 2 × 50 + 5 = 35 full commands and a last one of 2 remove everything.
+	if got := leader.pruneIdempotencyBefore(cutoff, 3); got != records {
+		t.Fatalf("limit 3: pruned %d records, want all %d", got, records)
+	}
+	// A limit of 1 with new records: maxPruneRounds commands, then the tick's work ends.
+	for i := range keys {
+		keys[i] = key(fmt.Sprintf("again%d", i))
+		mustRegister(t, leader, fmt.Sprintf("v%d", i), keys[i])
+	}
+	cutoff = time.Now().UnixNano()
+	if got := leader.pruneIdempotencyBefore(cutoff, 1); got != maxPruneRounds {
+		t.Fatalf("limit 1: pruned %d records, want %d (maxPruneRounds)", got, maxPruneRounds)
+	}
+	for _, n := range tc.nodes {
+		if err := n.ConsistentRead(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every node pruned the same records: the oldest maxPruneRounds of the second batch.
+	waitFor(t, func() bool {
+		for _, n := range tc.nodes {
+			if remembered(n) != records-maxPruneRounds {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range tc.nodes {
+		for i, k := range keys {
+			_, ok, _ := n.FSM().IdempotentResult(k)
+			if ok != (i >= maxPruneRounds) {
+				t.Fatalf("%s: record %d present=%v, want the oldest %d gone", n.ID(), i, ok, maxPruneRounds)
+			}
+		}
+	}
+}
