@@ -492,3 +492,55 @@ func storesFreelist(t *testing.T, path string) bool {
 	}
 	return freelist != ^uint64(0)
 }
+
+// A freelist over storedFreelistLimit (here after pruning every idempotency record) is not
+// stored by each commit, which would write all of it every time; a clean Close stores it,
+// so that the next open reads it, and the commits store it again once it is small.
+func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
+	defer func(l int) { storedFreelistLimit = l }(storedFreelistLimit)
+	storedFreelistLimit = 512 // 64 free pages
+	h := newHarness(t)
+	h.register("a", "b")
+	const sends = 3000 // ~100 pages of idempotency records
+	for i := 0; i < sends; i += 100 {
+		var cmds [][]byte
+		for j := i; j < i+100; j++ {
+			cmds = append(cmds, sendCmd(t, idemKey(fmt.Sprintf("op%d", j)), fmt.Sprintf("m%d", j), "a", "b", "hi"))
+		}
+		for j, r := range h.applyBatch(cmds...) {
+			if r.Err != "" {
+				t.Fatalf("send %d: %+v", i+j, r)
+			}
+		}
+	}
+	if !storesFreelist(t, h.path) {
+		t.Fatal("a small freelist is not stored")
+	}
+	if r := h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: h.now.UnixNano() + 1}); r.Pruned != sends {
+		t.Fatalf("pruned %d records, want %d", r.Pruned, sends)
+	}
+	if free := h.f.db.Stats().FreelistInuse; free <= storedFreelistLimit {
+		t.Fatalf("after the prune the freelist takes %d bytes, want more than %d for this test", free, storedFreelistLimit)
+	}
+	h.register("c")
+	if storesFreelist(t, h.path) {
+		t.Fatal("a commit stored a freelist over the limit")
+	}
+
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !storesFreelist(t, h.path) {
+		t.Fatal("Close did not store the freelist")
+	}
+	h.f = mustOpen(t, h.path, Options{})
+	if got, err := h.f.PullMessages("si_a_b", sends-9, sends+10, 100); err != nil || len(got) != 10 || got[9].Seq != sends {
+		t.Fatalf("after reopening: %d messages from seq %d on (%v), want the last 10 up to seq %d", len(got), sends-9, err, sends)
+	}
+	// New writes take the free pages; once the list is small again, commits store it.
+	storedFreelistLimit = 64 << 10
+	h.register("d")
+	if !storesFreelist(t, h.path) {
+		t.Fatal("a commit did not store a freelist under the limit")
+	}
+}

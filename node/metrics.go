@@ -115,6 +115,14 @@ func (n *Node) Register(reg prometheus.Registerer) {
 			}
 			return float64(fi.Size())
 		}),
+		gauge("imnode_fsm_free_pages", "Free pages in fsm.db, which later writes reuse (deletes and pruning free them).", func() float64 {
+			pages, _ := n.fsm.FreePages()
+			return float64(pages)
+		}),
+		gauge("imnode_fsm_freelist_bytes", "Size of fsm.db's freelist; commits store it while it is at most 64 KiB, and a clean stop stores it.", func() float64 {
+			_, b := n.fsm.FreePages()
+			return float64(b)
+		}),
 		gauge("imnode_raft_db_bytes", "Size of raft.db (log and stable store) on disk.", func() float64 {
 			fi, err := os.Stat(filepath.Join(n.cfg.DataDir, "raft.db"))
 			if err != nil {
