@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Group commit.
@@ -163,6 +165,17 @@ func (f *FSM) openLocked() *group {
 	g.last = g.w.appliedIndex()
 	f.grp = g
 	return g
+}
+
+// storeFreelist commits nothing but bbolt's freelist, which the commits may have skipped
+// (see openLocked). No group may be open: with txMu held after flushLocked, or once the
+// committer has stopped. The caller holds f.mu or owns the FSM.
+func (f *FSM) storeFreelist() error {
+	if f.db == nil {
+		return ErrClosed
+	}
+	f.db.NoFreelistSync = false
+	return f.db.Update(func(*bolt.Tx) error { return nil })
 }
 
 // commitLocked commits the open group and returns it (nil if there was none).

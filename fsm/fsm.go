@@ -127,6 +127,7 @@ func Open(path string, opts Options) (*FSM, error) {
 
 // openDB opens the file at path, creates missing buckets, and loads the idempotency index.
 func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
+	opening := time.Now()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		// The timeout turns "another process holds the file" into an error, not a hang.
 		Timeout: 2 * time.Second,
@@ -143,6 +144,12 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("open fsm %s: %w", path, err)
+	}
+	if took := time.Since(opening); took > time.Second {
+		// Only a file whose last commit skipped the freelist takes this long: a crash
+		// while the list was large (see storedFreelistLimit), and bbolt read the whole file.
+		f.log.Info("fsm.db opened after rebuilding its freelist", "took", took.Round(time.Millisecond),
+			"freePages", db.Stats().FreePageN)
 	}
 	// The saved index, if any, must be read before the update below commits.
 	start := time.Now()
@@ -184,8 +191,7 @@ func (f *FSM) Close() error {
 	}
 	// The commits may have skipped the freelist (see openLocked): one more stores it, so
 	// that the next open reads it instead of scanning the file.
-	f.db.NoFreelistSync = false
-	if err := f.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+	if err := f.storeFreelist(); err != nil {
 		f.log.Warn("freelist not stored; the next open rebuilds it by scanning fsm.db", "err", err)
 	}
 	if err := f.idem.save(f.db, idemCheckpointPath(f.path)); err != nil {

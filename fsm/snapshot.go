@@ -90,7 +90,18 @@ type State struct {
 
 // OpenState commits the open group and opens a view of the state file as of now.
 func (f *FSM) OpenState() (*State, error) {
-	f.Flush()
+	// The view's file carries the freelist of the commit it sees. A commit that skipped
+	// it (see openLocked) would make the node receiving the file rebuild it by reading all
+	// of it, so one more commit stores it first.
+	f.txMu.Lock()
+	f.flushLocked()
+	f.mu.RLock()
+	err := f.storeFreelist()
+	f.mu.RUnlock()
+	f.txMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if f.db == nil {

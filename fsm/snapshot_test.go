@@ -494,8 +494,9 @@ func storesFreelist(t *testing.T, path string) bool {
 }
 
 // A freelist over storedFreelistLimit (here after pruning every idempotency record) is not
-// stored by each commit, which would write all of it every time; a clean Close stores it,
-// so that the next open reads it, and the commits store it again once it is small.
+// stored by each commit, which would write all of it every time; OpenState and a clean
+// Close store it, so that the node receiving a State and the next open read it instead of
+// scanning the file, and the commits store it again once it is small.
 func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 	defer func(l int) { storedFreelistLimit = l }(storedFreelistLimit)
 	storedFreelistLimit = 512 // 64 free pages
@@ -525,6 +526,29 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 	h.register("c")
 	if storesFreelist(t, h.path) {
 		t.Fatal("a commit stored a freelist over the limit")
+	}
+	// A State's file carries a stored freelist, so that the node receiving it need not
+	// rebuild it.
+	st, err := h.f.OpenState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := filepath.Join(t.TempDir(), "sent.db")
+	out, err := os.Create(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.WriteTo(out); err != nil {
+		t.Fatal(err)
+	}
+	_ = out.Close()
+	_ = st.Close()
+	if !storesFreelist(t, sent) {
+		t.Fatal("a State's file carries no freelist")
+	}
+	h.register("c2")
+	if storesFreelist(t, h.path) {
+		t.Fatal("after the State closed, a commit stored a freelist over the limit")
 	}
 
 	if err := h.f.Close(); err != nil {
