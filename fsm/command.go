@@ -196,6 +196,14 @@ type PruneIdempotency struct {
 	Limit  int
 }
 
+// MaxRecords is the most records the command deletes: Limit, or MaxPrunePerCommand.
+func (c *PruneIdempotency) MaxRecords() int {
+	if c.Limit <= 0 || c.Limit > MaxPrunePerCommand {
+		return MaxPrunePerCommand
+	}
+	return c.Limit
+}
+
 var mh = func() *codec.MsgpackHandle {
 	h := &codec.MsgpackHandle{}
 	h.WriteExt = true

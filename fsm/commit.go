@@ -167,12 +167,15 @@ func (f *FSM) openLocked() *group {
 	return g
 }
 
-// storeFreelist commits nothing but bbolt's freelist, which the commits may have skipped
-// (see openLocked). No group may be open: with txMu held after flushLocked, or once the
+// storeFreelist commits nothing but bbolt's freelist if the last commit skipped it (see
+// openLocked). No group may be open: with txMu held after flushLocked, or once the
 // committer has stopped. The caller holds f.mu or owns the FSM.
 func (f *FSM) storeFreelist() error {
 	if f.db == nil {
 		return ErrClosed
+	}
+	if !f.db.NoFreelistSync {
+		return nil // the last commit stored it (and so does bbolt's open)
 	}
 	f.db.NoFreelistSync = false
 	return f.db.Update(func(*bolt.Tx) error { return nil })

@@ -146,8 +146,8 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 		return nil, 0, fmt.Errorf("open fsm %s: %w", path, err)
 	}
 	if took := time.Since(opening); took > time.Second {
-		// Only a file whose last commit skipped the freelist takes this long: a crash
-		// while the list was large (see storedFreelistLimit), and bbolt read the whole file.
+		// Mostly a file whose last commit skipped the freelist, after a crash while the list
+		// was large (see storedFreelistLimit): bbolt read the whole file to rebuild it.
 		f.log.Info("fsm.db opened after rebuilding its freelist", "took", took.Round(time.Millisecond),
 			"freePages", db.Stats().FreePageN)
 	}

@@ -264,11 +264,7 @@ func (w *txn) idemPut(key []byte, r *Result) error {
 // pruneIdempotency deletes, oldest first, the records applied before c.Before, at most
 // c.Limit (see PruneIdempotency).
 func (w *txn) pruneIdempotency(c *PruneIdempotency) (*Result, error) {
-	until := timeKey(c.Before)
-	limit := c.Limit
-	if limit <= 0 || limit > MaxPrunePerCommand {
-		limit = MaxPrunePerCommand
-	}
+	until, limit := timeKey(c.Before), c.MaxRecords()
 	var keys [][]byte
 	cur := w.idemLog.Cursor()
 	for k, _ := cur.First(); k != nil && len(keys) < limit; k, _ = cur.Next() {

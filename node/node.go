@@ -344,12 +344,10 @@ func (n *Node) pruneIdempotency() {
 // removes its limit, up to maxPruneRounds commands, and returns how many records went. The
 // leader's duty passes limit 0 (fsm.MaxPrunePerCommand); tests pass a small one.
 func (n *Node) pruneIdempotencyBefore(before int64, limit int) (pruned int) {
-	cmd, err := fsm.Encode(fsm.CmdPruneIdempotency, nil, fsm.PruneIdempotency{Before: before, Limit: limit})
+	c := fsm.PruneIdempotency{Before: before, Limit: limit}
+	cmd, err := fsm.Encode(fsm.CmdPruneIdempotency, nil, c)
 	if err != nil {
 		return 0
-	}
-	if limit <= 0 || limit > fsm.MaxPrunePerCommand {
-		limit = fsm.MaxPrunePerCommand
 	}
 	for range maxPruneRounds {
 		select {
@@ -363,7 +361,7 @@ func (n *Node) pruneIdempotencyBefore(before int64, limit int) (pruned int) {
 			return pruned
 		}
 		pruned += res.Pruned
-		if res.Pruned < limit {
+		if res.Pruned < c.MaxRecords() {
 			return pruned
 		}
 	}
