@@ -551,6 +551,31 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 		t.Fatal("after the State closed, a commit stored a freelist over the limit")
 	}
 
+	// A crash now leaves a file whose newest commit has no freelist (a copy of it, as the
+	// FSM still runs): opening it rebuilds the list and keeps every committed write.
+	crashed := filepath.Join(t.TempDir(), "crashed.db")
+	if b, err := os.ReadFile(h.path); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(crashed, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if storesFreelist(t, crashed) {
+		t.Fatal("the crashed copy has a stored freelist; the test needs one without")
+	}
+	c := mustOpen(t, crashed, Options{})
+	if c.AppliedIndex() != h.f.AppliedIndex() {
+		t.Fatalf("after a crash: applied index %d, want %d", c.AppliedIndex(), h.f.AppliedIndex())
+	}
+	if got, err := c.PullMessages("si_a_b", sends-9, sends+10, 100); err != nil || len(got) != 10 || got[9].Seq != sends {
+		t.Fatalf("after a crash: %d messages from seq %d on (%v), want the last 10 up to seq %d", len(got), sends-9, err, sends)
+	}
+	if _, ok, _ := c.IdempotentResult(idemKey("op0")); ok {
+		t.Fatal("after a crash: a pruned idempotency record is back")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	if err := h.f.Close(); err != nil {
 		t.Fatal(err)
 	}
