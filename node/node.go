@@ -340,32 +340,17 @@ func (n *Node) pruneIdempotency() {
 	n.pruneIdempotencyBefore(time.Now().Add(-n.cfg.IdempotencyRetention.D()).UnixNano(), 0)
 }
 
-// pruneIdempotencyBefore proposes PruneIdempotency{before, limit} again while a command
-// removes its limit, up to maxPruneRounds commands, and returns how many records went. The
-// leader's duty passes limit 0 (fsm.MaxPrunePerCommand); tests pass a small one.
-func (n *Node) pruneIdempotencyBefore(before int64, limit int) (pruned int) {
+// pruneIdempotencyBefore proposes PruneIdempotency{before, limit} (see pruneRounds) and
+// returns how many records went. The leader's duty passes limit 0 (fsm.MaxPrunePerCommand);
+// tests pass a small one.
+func (n *Node) pruneIdempotencyBefore(before int64, limit int) int {
 	c := fsm.PruneIdempotency{Before: before, Limit: limit}
 	cmd, err := fsm.Encode(fsm.CmdPruneIdempotency, nil, c)
 	if err != nil {
+		n.log.Error("prune idempotency records: encode", "err", err)
 		return 0
 	}
-	for range maxPruneRounds {
-		select {
-		case <-n.stop:
-			return pruned
-		default:
-		}
-		res, err := n.proposeDuty(cmd)
-		if err != nil {
-			n.log.Warn("prune idempotency records", "err", err)
-			return pruned
-		}
-		pruned += res.Pruned
-		if res.Pruned < c.MaxRecords() {
-			return pruned
-		}
-	}
-	return pruned
+	return n.pruneRounds("prune idempotency records", cmd, c.MaxRecords(), nil)
 }
 
 // hostOf returns the host part of addr, or addr.

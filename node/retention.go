@@ -45,41 +45,52 @@ func (n *Node) proposeDuty(cmd []byte) (*fsm.Result, error) {
 	return n.Propose(ctx, cmd)
 }
 
-// pruneMessages proposes PruneMessages until a command removes less than its limit (nothing
-// more has expired) or maxPruneRounds were proposed. The leader's clock only decides whether
-// a command is worth proposing; what it removes is decided by its entry's log time, the
-// same on every node.
+// pruneMessages proposes PruneMessages while the oldest stored message is older than the
+// retention (see pruneRounds). The leader's clock only decides whether a command is worth
+// proposing; what it removes is decided by its entry's log time, the same on every node.
 func (n *Node) pruneMessages(retention time.Duration) {
-	for range maxPruneRounds {
-		select {
-		case <-n.stop:
-			return
-		default:
-		}
+	cmd, err := fsm.Encode(fsm.CmdPruneMessages, nil, fsm.PruneMessages{
+		Retention: int64(retention), Limit: fsm.MaxPruneMessages})
+	if err != nil {
+		n.log.Error("message retention: encode", "err", err)
+		return
+	}
+	expired := func() bool {
 		oldest, ok, err := n.fsm.OldestMessageTime()
 		if err != nil {
 			n.log.Warn("message retention: read the oldest message", "err", err)
-			return
+			return false
 		}
-		if !ok || oldest >= time.Now().Add(-retention).UnixNano() {
-			return
+		return ok && oldest < time.Now().Add(-retention).UnixNano()
+	}
+	if pruned := n.pruneRounds("message retention", cmd, fsm.MaxPruneMessages, expired); pruned > 0 {
+		n.log.Info("message retention: removed expired messages", "count", pruned)
+	}
+}
+
+// pruneRounds proposes cmd, a command of the leader's pruning that removes at most limit
+// records, again while one removes its whole limit and worth (if set) says there is more,
+// at most maxPruneRounds times; it returns how many records went. what names the work in
+// the log.
+func (n *Node) pruneRounds(what string, cmd []byte, limit int, worth func() bool) (pruned int) {
+	for range maxPruneRounds {
+		select {
+		case <-n.stop:
+			return pruned
+		default:
 		}
-		cmd, err := fsm.Encode(fsm.CmdPruneMessages, nil, fsm.PruneMessages{
-			Retention: int64(retention), Limit: fsm.MaxPruneMessages})
-		if err != nil {
-			n.log.Error("message retention: encode", "err", err)
-			return
+		if worth != nil && !worth() {
+			return pruned
 		}
 		res, err := n.proposeDuty(cmd)
 		if err != nil {
-			n.log.Warn("message retention: propose", "err", err)
-			return
+			n.log.Warn(what+": propose", "err", err)
+			return pruned
 		}
-		if res.Pruned > 0 {
-			n.log.Info("message retention: removed expired messages", "count", res.Pruned)
-		}
-		if res.Pruned < fsm.MaxPruneMessages {
-			return
+		pruned += res.Pruned
+		if res.Pruned < limit {
+			return pruned
 		}
 	}
+	return pruned
 }

@@ -51,8 +51,7 @@ func (s *stateSnapshots) Create(version raft.SnapshotVersion, index, term uint64
 	if err != nil || s.dir == "" {
 		return sink, err
 	}
-	return &receivingSink{SnapshotSink: sink, store: s,
-		path: filepath.Join(s.dir, "snapshots", sink.ID()+".tmp", receivedStateName)}, nil
+	return &receivingSink{SnapshotSink: sink, store: s, path: receivedStatePath(s.dir, sink.ID()+".tmp")}, nil
 }
 
 // receivedStateName is the file in a stored snapshot's directory that holds the state a
@@ -61,8 +60,10 @@ func (s *stateSnapshots) Create(version raft.SnapshotVersion, index, term uint64
 // renames it from "<id>.tmp" to "<id>" when the sink is closed.
 const receivedStateName = "state.db"
 
-func receivedStatePath(dir, id string) string {
-	return filepath.Join(dir, "snapshots", id, receivedStateName)
+// receivedStatePath is where the state of snapshot dirName (its ID, or the ID and ".tmp"
+// while raft writes it) is received.
+func receivedStatePath(dir, dirName string) string {
+	return filepath.Join(dir, "snapshots", dirName, receivedStateName)
 }
 
 // receivingSink is a file store's sink that tells an FSM reference (what this node's own
@@ -232,7 +233,7 @@ func (s *stateSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, err
 func (s *stateSnapshots) openReceived(meta *raft.SnapshotMeta) (*raft.SnapshotMeta, io.ReadCloser, bool, error) {
 	path := receivedStatePath(s.dir, meta.ID)
 	if r := s.received.Load(); r != nil && r.id == meta.ID && s.received.CompareAndSwap(r, nil) {
-		if _, err := os.Stat(path); err == nil {
+		if fileExists(path) {
 			token := fsm.StateFileToken(path)
 			m := *meta
 			m.Size = int64(len(token))
