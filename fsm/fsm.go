@@ -127,6 +127,13 @@ func Open(path string, opts Options) (*FSM, error) {
 
 // openDB opens the file at path, creates missing buckets, and loads the idempotency index.
 func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
+	if stored, known := storesFreelist(path); known && !stored {
+		// bbolt is about to rebuild the freelist by reading every page (see prefetch.go).
+		start := time.Now()
+		n, err := readThrough(path)
+		f.log.Info("fsm.db stores no freelist: read it through before bbolt rebuilds the list",
+			"bytes", n, "took", time.Since(start).Round(time.Millisecond), "err", err)
+	}
 	opening := time.Now()
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		// The timeout turns "another process holds the file" into an error, not a hang.

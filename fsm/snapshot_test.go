@@ -2,10 +2,10 @@ package fsm
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -451,46 +451,38 @@ func TestCommitsSkipTheFreelistWhileAStateIsOpen(t *testing.T) {
 	}
 
 	send()
-	if !storesFreelist(t, h.f.path) {
+	if !mustStoreFreelist(t, h.f.path) {
 		t.Fatal("no freelist stored before any State was opened")
 	}
 	one, two := open(), open()
 	defer one.Close() // if the test fails early: open States keep the FSM from closing
 	defer two.Close()
 	send()
-	if storesFreelist(t, h.f.path) {
+	if mustStoreFreelist(t, h.f.path) {
 		t.Fatal("a commit stored the freelist while two States were open")
 	}
 	_ = one.Close()
 	_ = one.Close() // a second Close counts nothing
 	send()
-	if storesFreelist(t, h.f.path) {
+	if mustStoreFreelist(t, h.f.path) {
 		t.Fatal("a commit stored the freelist while a State was open")
 	}
 	_ = two.Close()
 	send()
-	if !storesFreelist(t, h.f.path) {
+	if !mustStoreFreelist(t, h.f.path) {
 		t.Fatal("the first commit after the last State closed did not store the freelist")
 	}
 }
 
-// storesFreelist reads the newest meta page of the bbolt file at path and reports whether
-// it points to a stored freelist (bbolt's meta: page header of 16 bytes, then magic,
-// version, page size, flags, root bucket (16 bytes), freelist page, high water mark, txid).
-func storesFreelist(t *testing.T, path string) bool {
+// mustStoreFreelist reports whether the meta page bbolt would open the file at path with
+// points to a stored freelist.
+func mustStoreFreelist(t *testing.T, path string) bool {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	stored, known := storesFreelist(path)
+	if !known {
+		t.Fatalf("%s: no valid bbolt meta page", path)
 	}
-	pageSize := int(binary.LittleEndian.Uint32(b[24:]))
-	var freelist, txid uint64
-	for _, off := range []int{0, pageSize} {
-		if id := binary.LittleEndian.Uint64(b[off+64:]); id >= txid {
-			txid, freelist = id, binary.LittleEndian.Uint64(b[off+48:])
-		}
-	}
-	return freelist != ^uint64(0)
+	return stored
 }
 
 // A freelist over storedFreelistLimit (here after pruning every idempotency record) is not
@@ -514,7 +506,7 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 			}
 		}
 	}
-	if !storesFreelist(t, h.path) {
+	if !mustStoreFreelist(t, h.path) {
 		t.Fatal("a small freelist is not stored")
 	}
 	if r := h.mustApply(CmdPruneIdempotency, &PruneIdempotency{Before: h.now.UnixNano() + 1}); r.Pruned != sends {
@@ -524,7 +516,7 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 		t.Fatalf("after the prune the freelist takes %d bytes, want more than %d for this test", free, storedFreelistLimit)
 	}
 	h.register("c")
-	if storesFreelist(t, h.path) {
+	if mustStoreFreelist(t, h.path) {
 		t.Fatal("a commit stored a freelist over the limit")
 	}
 	// A State's file carries a stored freelist, so that the node receiving it need not
@@ -543,11 +535,11 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 	}
 	_ = out.Close()
 	_ = st.Close()
-	if !storesFreelist(t, sent) {
+	if !mustStoreFreelist(t, sent) {
 		t.Fatal("a State's file carries no freelist")
 	}
 	h.register("c2")
-	if storesFreelist(t, h.path) {
+	if mustStoreFreelist(t, h.path) {
 		t.Fatal("after the State closed, a commit stored a freelist over the limit")
 	}
 
@@ -559,10 +551,14 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 	} else if err := os.WriteFile(crashed, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if storesFreelist(t, crashed) {
+	if mustStoreFreelist(t, crashed) {
 		t.Fatal("the crashed copy has a stored freelist; the test needs one without")
 	}
-	c := mustOpen(t, crashed, Options{})
+	var log bytes.Buffer
+	c := mustOpen(t, crashed, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if !strings.Contains(log.String(), "read it through") {
+		t.Fatalf("opening a file without a stored freelist did not read it through first; the open logged:\n%s", log.String())
+	}
 	if c.AppliedIndex() != h.f.AppliedIndex() {
 		t.Fatalf("after a crash: applied index %d, want %d", c.AppliedIndex(), h.f.AppliedIndex())
 	}
@@ -579,17 +575,21 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 	if err := h.f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if !storesFreelist(t, h.path) {
+	if !mustStoreFreelist(t, h.path) {
 		t.Fatal("Close did not store the freelist")
 	}
-	h.f = mustOpen(t, h.path, Options{})
+	log.Reset()
+	h.f = mustOpen(t, h.path, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if strings.Contains(log.String(), "read it through") {
+		t.Fatal("opening a file with a stored freelist read it through")
+	}
 	if got, err := h.f.PullMessages("si_a_b", sends-9, sends+10, 100); err != nil || len(got) != 10 || got[9].Seq != sends {
 		t.Fatalf("after reopening: %d messages from seq %d on (%v), want the last 10 up to seq %d", len(got), sends-9, err, sends)
 	}
 	// New writes take the free pages; once the list is small again, commits store it.
 	storedFreelistLimit = 64 << 10
 	h.register("d")
-	if !storesFreelist(t, h.path) {
+	if !mustStoreFreelist(t, h.path) {
 		t.Fatal("a commit did not store a freelist under the limit")
 	}
 }
