@@ -43,8 +43,8 @@ const maxGroupEntries = 4096
 // that every commit stores: 64 KiB, 8,192 free pages. Steady writing keeps the list far
 // below it (68 pages in a 5.8 GB file at 10 M messages; pruning a day's idempotency
 // records every 10 s frees about 1,000 pages a time at 3,000 writes/s). A larger list is
-// stored by a clean stop (FSM.Close); after a crash the next open rebuilds it by scanning
-// the file. A variable so that tests can lower it.
+// stored by a clean stop (FSM.Close); after a crash the next open reads the file through
+// and rebuilds it (see prefetch.go). A variable so that tests can lower it.
 var storedFreelistLimit = 64 << 10
 
 // group is the open write transaction: the batches applied since the last commit.
