@@ -556,7 +556,7 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 	}
 	var log bytes.Buffer
 	c := mustOpen(t, crashed, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	if !strings.Contains(log.String(), "read it through") {
+	if !strings.Contains(log.String(), "fsm.db read through") {
 		t.Fatalf("opening a file without a stored freelist did not read it through first; the open logged:\n%s", log.String())
 	}
 	if c.AppliedIndex() != h.f.AppliedIndex() {
@@ -580,7 +580,7 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 	}
 	log.Reset()
 	h.f = mustOpen(t, h.path, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	if strings.Contains(log.String(), "read it through") {
+	if strings.Contains(log.String(), "fsm.db read through") {
 		t.Fatal("opening a file with a stored freelist read it through")
 	}
 	if got, err := h.f.PullMessages("si_a_b", sends-9, sends+10, 100); err != nil || len(got) != 10 || got[9].Seq != sends {
