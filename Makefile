@@ -123,8 +123,8 @@ bench-ceiling: build
 
 # Load shapes at c = SHAPE_C on a running `make cluster`, with the bare-raft ceiling measured
 # before and after in the same run: few hot conversations (20, 90% of sends to 2) across all
-# nodes, 1,000 spread conversations, only the leader, only the followers, and a new
-# connection per request. ~7 runs of D each.
+# nodes, 1,000 spread conversations, only the leader, only the followers, a new
+# connection per request, and sends to a group of 100 across all nodes. ~8 runs of D each.
 SHAPE_C ?= 64
 SHAPE_RUN = $(BIN)/imbench -nodes $(BENCH_NODES) -workload send_single -c $(SHAPE_C) -d $(D) -msg-bytes 300 -progress 0
 bench-shapes: build
@@ -135,6 +135,7 @@ bench-shapes: build
 	$(SHAPE_RUN) -convs 20 -hot-convs 2 -hot-frac 0.9 -target leader -json bench-results/shapes-leader.json
 	$(SHAPE_RUN) -convs 20 -hot-convs 2 -hot-frac 0.9 -target followers -json bench-results/shapes-followers.json
 	$(SHAPE_RUN) -convs 20 -hot-convs 2 -hot-frac 0.9 -new-conns -json bench-results/shapes-newconns.json
+	$(SHAPE_RUN) -workload send_group -group-size 100 -json bench-results/shapes-group.json
 	$(BIN)/raftceiling -c $(SHAPE_C) -d $(D) -bytes 300 -json bench-results/shapes-ceiling-after.json
 
 lint:
