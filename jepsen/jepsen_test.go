@@ -90,9 +90,10 @@ func TestShortRun(t *testing.T) {
 	joinedLate := false // a node added 10 s in, when the log had long been compacted
 	for _, e := range res.Timeline {
 		kinds[e.Fault] = true
-		joinedLate = joinedLate || e.Fault == FaultMembership && e.Start > int64(10*time.Second) && strings.Contains(e.Detail, "(voter after")
+		joinedLate = joinedLate || e.Fault == FaultMembership && e.Start > int64(10*time.Second) && e.Joined
 	}
-	t.Logf("%d faults of %d kinds injected; %d states sent to a node and restored", len(res.Timeline), len(kinds), res.StatesRestored)
+	t.Logf("%d faults of %d kinds injected; %d states sent to a node and restored; a node joined after 10 s: %v",
+		len(res.Timeline), len(kinds), res.StatesRestored, joinedLate)
 	if len(kinds) < 4 {
 		t.Fatalf("only %d kinds of fault injected: the run hardly tested anything", len(kinds))
 	}

@@ -40,6 +40,8 @@ type Event struct {
 	End    int64  `json:"end"`
 	Detail string `json:"detail"`
 	Heal   string `json:"heal,omitempty"`
+	// Joined is set on a membership fault whose new node became a voter.
+	Joined bool `json:"joined,omitempty"`
 }
 
 // Nemesis injects faults from a seeded schedule.
@@ -220,12 +222,12 @@ func (nm *Nemesis) inject(f string) *active {
 		}
 		a.ev.Detail = fmt.Sprintf("kill -9 all %d nodes; %s", len(ms), strings.Join(started, "; "))
 	case FaultMembership:
-		detail, err := nm.membership()
+		detail, joined, err := nm.membership()
 		if err != nil {
 			a.ev.Detail = detail
 			return nm.skip(a, err.Error())
 		}
-		a.ev.Detail = detail
+		a.ev.Detail, a.ev.Joined = detail, joined
 	default:
 		return nm.skip(a, "unknown fault")
 	}
@@ -292,11 +294,12 @@ func (nm *Nemesis) partition(f string) (string, error) {
 }
 
 // membership removes a running follower (killed first, so gossip cannot bring it back,
-// then POST /cluster/remove_node) and adds a new node that joins over gossip.
-func (nm *Nemesis) membership() (string, error) {
+// then POST /cluster/remove_node) and adds a new node that joins over gossip. joined
+// reports whether the new node became a voter within 30 s.
+func (nm *Nemesis) membership() (detail string, joined bool, err error) {
 	leader := nm.c.Leader()
 	if leader == nil {
-		return "", fmt.Errorf("no leader known")
+		return "", false, fmt.Errorf("no leader known")
 	}
 	var followers []*Node
 	for _, n := range nm.c.Running() {
@@ -305,20 +308,20 @@ func (nm *Nemesis) membership() (string, error) {
 		}
 	}
 	if len(followers) == 0 {
-		return "", fmt.Errorf("no running follower")
+		return "", false, fmt.Errorf("no running follower")
 	}
 	victim := followers[nm.rng.Intn(len(followers))]
 	nm.c.Remove(victim)
 	body := marshalBody(map[string]interface{}{"operationID": opID("rm", nm.rng), "nodeID": victim.ID})
-	detail := fmt.Sprintf("kill -9 %s, remove_node %s", victim.ID, victim.ID)
+	detail = fmt.Sprintf("kill -9 %s, remove_node %s", victim.ID, victim.ID)
 	if r, err := setupWrite(nm.c, "cluster/remove_node", body, time.Now().Add(30*time.Second), 1004); err != nil {
-		return detail, fmt.Errorf("remove_node %s: %v", victim.ID, err)
+		return detail, false, fmt.Errorf("remove_node %s: %v", victim.ID, err)
 	} else if r.ErrCode == 1004 {
 		detail += " (already gone: 1004)"
 	}
 	n := nm.c.addNode()
 	if err := nm.c.Start(n); err != nil {
-		return detail, err
+		return detail, false, err
 	}
 	detail += fmt.Sprintf(", add %s@%s", n.ID, n.IP)
 	deadline := time.Now().Add(30 * time.Second)
@@ -327,14 +330,14 @@ func (nm *Nemesis) membership() (string, error) {
 			if s, err := nm.c.status(l); err == nil {
 				for _, m := range s.Members {
 					if m.NodeID == n.ID && (m.Role == "voter" || m.Role == "leader") {
-						return detail + fmt.Sprintf(" (voter after %.1fs)", 30-time.Until(deadline).Seconds()), nil
+						return detail + fmt.Sprintf(" (voter after %.1fs)", 30-time.Until(deadline).Seconds()), true, nil
 					}
 				}
 			}
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	return detail + " (NOT a voter after 30s)", nil
+	return detail + " (NOT a voter after 30s)", false, nil
 }
 
 // HealAll restores every link, resumes every paused node and starts every dead member.
