@@ -127,7 +127,9 @@ func Open(path string, opts Options) (*FSM, error) {
 
 // openDB opens the file at path, creates missing buckets, and loads the idempotency index.
 func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
-	if stored, known := storesFreelist(path); known && !stored {
+	stored, known := storesFreelist(path)
+	rebuild := known && !stored
+	if rebuild {
 		// bbolt is about to rebuild the freelist by reading every page (see prefetch.go).
 		// Two lines, so that an operator sees why a start takes a minute.
 		f.log.Info("fsm.db stores no freelist (a crash while it was large): reading the file through before bbolt rebuilds it")
@@ -153,10 +155,8 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("open fsm %s: %w", path, err)
 	}
-	if took := time.Since(opening); took > time.Second {
-		// Mostly a file whose last commit skipped the freelist, after a crash while the list
-		// was large (see storedFreelistLimit): bbolt read the whole file to rebuild it.
-		f.log.Info("fsm.db opened after rebuilding its freelist", "took", took.Round(time.Millisecond),
+	if rebuild {
+		f.log.Info("fsm.db opened after rebuilding its freelist", "took", time.Since(opening).Round(time.Millisecond),
 			"freePages", db.Stats().FreePageN)
 	}
 	// The saved index, if any, must be read before the update below commits.

@@ -556,8 +556,8 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 	}
 	var log bytes.Buffer
 	c := mustOpen(t, crashed, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	if !strings.Contains(log.String(), "fsm.db read through") {
-		t.Fatalf("opening a file without a stored freelist did not read it through first; the open logged:\n%s", log.String())
+	if !strings.Contains(log.String(), "fsm.db read through") || !strings.Contains(log.String(), "opened after rebuilding its freelist") {
+		t.Fatalf("opening a file without a stored freelist did not read it through first or report the rebuild; the open logged:\n%s", log.String())
 	}
 	if c.AppliedIndex() != h.f.AppliedIndex() {
 		t.Fatalf("after a crash: applied index %d, want %d", c.AppliedIndex(), h.f.AppliedIndex())
@@ -580,8 +580,8 @@ func TestCommitsSkipALargeFreelistAndCloseStoresIt(t *testing.T) {
 	}
 	log.Reset()
 	h.f = mustOpen(t, h.path, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
-	if strings.Contains(log.String(), "fsm.db read through") {
-		t.Fatal("opening a file with a stored freelist read it through")
+	if strings.Contains(log.String(), "fsm.db read through") || strings.Contains(log.String(), "rebuilding its freelist") {
+		t.Fatalf("opening a file with a stored freelist read it through or reported a rebuild:\n%s", log.String())
 	}
 	if got, err := h.f.PullMessages("si_a_b", sends-9, sends+10, 100); err != nil || len(got) != 10 || got[9].Seq != sends {
 		t.Fatalf("after reopening: %d messages from seq %d on (%v), want the last 10 up to seq %d", len(got), sends-9, err, sends)

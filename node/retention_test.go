@@ -132,7 +132,8 @@ func TestIdempotencyPruneLoopsWhileACommandRemovesItsLimit(t *testing.T) {
 	}
 	cutoff := time.Now().UnixNano()
 
-	// A limit of 3: 2 × 50 + 5 = 35 full commands and a last one of 2 remove everything.
+	// A limit of 3: 2 × 50 + 5 = 105 records go in 35 full commands, and a 36th that
+	// removes nothing ends the tick.
 	if got := leader.pruneIdempotencyBefore(cutoff, 3); got != records {
 		t.Fatalf("limit 3: pruned %d records, want all %d", got, records)
 	}
