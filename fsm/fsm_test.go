@@ -16,7 +16,7 @@ import (
 // harness feeds log entries to an FSM the way raft would: increasing indexes and, unless a
 // test says otherwise, increasing times.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	f     *FSM
 	path  string
 	index uint64
@@ -25,7 +25,7 @@ type harness struct {
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func mustOpen(t *testing.T, path string, opts Options) *FSM {
+func mustOpen(t testing.TB, path string, opts Options) *FSM {
 	t.Helper()
 	f, err := Open(path, opts)
 	if err != nil {
@@ -35,7 +35,7 @@ func mustOpen(t *testing.T, path string, opts Options) *FSM {
 	return f
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "fsm.db")
 	return &harness{t: t, f: mustOpen(t, path, Options{}), path: path, now: t0}
@@ -58,7 +58,7 @@ func (h *harness) next(typ CommandType, key []byte, body interface{}) *raft.Log 
 	return &raft.Log{Index: h.index, Type: raft.LogCommand, Data: mustEncode(h.t, typ, key, body), AppendedAt: h.now}
 }
 
-func asResult(t *testing.T, v interface{}) *Result {
+func asResult(t testing.TB, v interface{}) *Result {
 	t.Helper()
 	r, ok := v.(*Result)
 	if !ok || r == nil {

@@ -324,16 +324,27 @@ func syncDir(path string) {
 // It is SHA-256, in hex, over every bucket but meta (of which only the last command id,
 // see batch.go), buckets and keys in byte order, each name, key and value length-prefixed. Two replicas that applied the same entries have the
 // same digest even if one has applied more configuration entries or restarted more often.
-func (f *FSM) Digest() (string, error) {
+func (f *FSM) Digest() (string, error) { return f.digest(true) }
+
+// DataDigest is Digest without the idempotency records and the last command id: a hash of
+// what the API shows (users, relations, groups, conversations, messages, read state). A
+// command that fails with a business error leaves it as it was; it changes only those two,
+// so that a retry with the same operationID gets the same answer.
+func (f *FSM) DataDigest() (string, error) { return f.digest(false) }
+
+func (f *FSM) digest(bookkeeping bool) (string, error) {
 	h := sha256.New()
 	err := f.view(func(r *txn) error {
 		return r.tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			if bytes.Equal(name, bktMeta) {
 				// Not the applied index, but the last command id: later ids derive from it.
-				if v := b.Get(keyLastID); v != nil {
+				if v := b.Get(keyLastID); v != nil && bookkeeping {
 					h.Write([]byte{'I'})
 					writeField(h, v)
 				}
+				return nil
+			}
+			if !bookkeeping && (bytes.Equal(name, bktIdemLog) || bytes.Equal(name, bktOldIdem) || bytes.Equal(name, bktOldIdemTime)) {
 				return nil
 			}
 			h.Write([]byte{'B'}) // tags keep a bucket name from reading as a key
