@@ -129,7 +129,7 @@ func (b *fakeBackend) OnlineStatus(ctx context.Context, uids []string) (node.Pre
 	return node.Presence{}, nil
 }
 
-func mustFakeBackend(t *testing.T) *fakeBackend {
+func mustFakeBackend(t testing.TB) *fakeBackend {
 	t.Helper()
 	f, err := fsm.Open(filepath.Join(t.TempDir(), "fsm.db"), fsm.Options{})
 	if err != nil {
@@ -141,7 +141,7 @@ func mustFakeBackend(t *testing.T) *fakeBackend {
 
 // env is one API server on an in-memory listener with its fake backend.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    config.Config
 	b      *fakeBackend
 	s      *Server
@@ -159,12 +159,12 @@ func testConfig() config.Config {
 }
 
 // newEnv starts a server; edit changes the configuration first.
-func newEnv(t *testing.T, edit func(*config.Config)) *env {
+func newEnv(t testing.TB, edit func(*config.Config)) *env {
 	t.Helper()
 	return newEnvWith(t, mustFakeBackend(t), edit, nil)
 }
 
-func newEnvWith(t *testing.T, b *fakeBackend, edit func(*config.Config), logger *slog.Logger) *env {
+func newEnvWith(t testing.TB, b *fakeBackend, edit func(*config.Config), logger *slog.Logger) *env {
 	t.Helper()
 	cfg := testConfig()
 	if edit != nil {
@@ -174,7 +174,7 @@ func newEnvWith(t *testing.T, b *fakeBackend, edit func(*config.Config), logger 
 	return startEnv(t, cfg, b, s)
 }
 
-func startEnv(t *testing.T, cfg config.Config, b *fakeBackend, s *Server) *env {
+func startEnv(t testing.TB, cfg config.Config, b *fakeBackend, s *Server) *env {
 	t.Helper()
 	ln := fasthttputil.NewInmemoryListener()
 	done := make(chan error, 1)
@@ -212,7 +212,7 @@ type resp struct {
 }
 
 // field decodes a top-level field of the answer into v.
-func (r *resp) field(t *testing.T, name string, v any) {
+func (r *resp) field(t testing.TB, name string, v any) {
 	t.Helper()
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(r.Raw, &m); err != nil {
@@ -227,7 +227,7 @@ func (r *resp) field(t *testing.T, name string, v any) {
 	}
 }
 
-func (r *resp) data(t *testing.T, v any) {
+func (r *resp) data(t testing.TB, v any) {
 	t.Helper()
 	r.field(t, "data", v)
 }
