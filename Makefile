@@ -33,7 +33,7 @@ RETENTION ?=
 # join or fall behind are sent the whole state
 SNAPSHOT_EVERY ?=
 
-.PHONY: all build run cluster cluster-stop cluster-clean cluster-tls cluster-tls-stop cluster-tls-clean test test-unit test-blackbox jepsen bench bench-ceiling bench-shapes lint fmt clean
+.PHONY: all build run cluster cluster-stop cluster-clean cluster-tls cluster-tls-stop cluster-tls-clean test test-unit test-blackbox jepsen bench bench-ceiling bench-shapes lint fmt fuzz clean
 
 all: build
 
@@ -137,6 +137,14 @@ bench-shapes: build
 	$(SHAPE_RUN) -convs 20 -hot-convs 2 -hot-frac 0.9 -new-conns -json bench-results/shapes-newconns.json
 	$(SHAPE_RUN) -workload send_group -group-size 100 -json bench-results/shapes-group.json
 	$(BIN)/raftceiling -c $(SHAPE_C) -d $(D) -bytes 300 -json bench-results/shapes-ceiling-after.json
+
+# Each fuzz target for FUZZTIME (go test runs one target at a time). make test runs their
+# seeds; this searches beyond them. The corpus stays in Go's cache; a failing input is
+# written under the package's testdata/fuzz, to be committed with its fix.
+FUZZTIME ?= 2m
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzApplyValidated$$' -fuzztime $(FUZZTIME) ./fsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzPostRoutes$$' -fuzztime $(FUZZTIME) ./httpapi/
 
 lint:
 	$(GO) vet $(PKGS)
