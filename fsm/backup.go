@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,13 +13,24 @@ import (
 // fsm.db at dst of a new data dir. It resets the applied index to zero: the new cluster's
 // raft log starts again at index 1, and with the old index kept the FSM would skip every
 // new entry as already applied.
-func RestoreBackup(src, dst string) error {
+//
+// A backup is a file that left the cluster (a download that may have stopped, a copy on
+// other disks), so it is checked before anything is written at dst: its size against what
+// its last commit needs and its meta pages (checkBoltFile), then every page (bbolt's
+// Tx.Check, which reads the whole file once). A bad one is refused with the reason, and
+// nothing is left behind.
+func RestoreBackup(src, dst string) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("open backup: %w", err)
 	}
 	defer in.Close()
 	tmp := dst + ".restore-tmp"
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
 	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -34,24 +46,35 @@ func RestoreBackup(src, dst string) error {
 	if err := out.Close(); err != nil {
 		return err
 	}
-	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 0})
+	notState := func(err error) error { return fmt.Errorf("backup %s is not a whole imnode state file: %w", src, err) }
+	db, err := openBoltFile(tmp, &bolt.Options{Timeout: 0})
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("backup %s is not an imnode state file: %w", src, err)
+		return notState(err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bktMeta)
-		if meta == nil || tx.Bucket(bktUsers) == nil {
-			return fmt.Errorf("backup %s is not an imnode state file (no meta or users bucket)", src)
+	err = viewChecked(db, func(tx *bolt.Tx) error {
+		if tx.Bucket(bktMeta) == nil || tx.Bucket(bktUsers) == nil {
+			return errors.New("no meta or users bucket")
 		}
-		var zero [8]byte
-		return meta.Put(keyApplied, zero[:])
+		var first error
+		for err := range tx.Check() { // drained whole: Check's goroutine uses tx until it ends
+			if first == nil {
+				first = err
+			}
+		}
+		return first
 	})
+	if err == nil {
+		err = db.Update(func(tx *bolt.Tx) error {
+			var zero [8]byte
+			return tx.Bucket(bktMeta).Put(keyApplied, zero[:])
+		})
+	} else {
+		err = notState(err)
+	}
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, dst)

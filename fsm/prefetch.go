@@ -1,8 +1,6 @@
 package fsm
 
 import (
-	"encoding/binary"
-	"hash/fnv"
 	"io"
 	"os"
 )
@@ -24,65 +22,17 @@ import (
 // Files with a stored freelist (every clean stop, most crashes) are not read: their open
 // reads two pages.
 
-// bbolt's meta page, as go.etcd.io/bbolt/internal/common lays it out: a 16-byte page
-// header, then magic, version, page size and flags (4 bytes each), the root bucket (16),
-// the freelist's page id, the high water mark, the txid and an FNV-64a checksum of the
-// fields before it (8 bytes each).
-const (
-	boltPageHeader   = 16
-	boltMetaSize     = 64
-	boltMagic        = 0xED0CDAED
-	boltVersion      = 2
-	boltNoFreelist   = ^uint64(0)
-	boltChecksumFrom = 56 // the checksum's offset in the meta, and the length it covers
-)
-
-// boltMeta is what storesFreelist reads of a meta page.
-type boltMeta struct {
-	freelist, txid uint64
-}
-
-// readBoltMeta returns the meta at offset off of f, and false if it is not a valid one
-// (wrong magic or version, bad checksum, short file).
-func readBoltMeta(f *os.File, off int64) (boltMeta, uint32, bool) {
-	var b [boltPageHeader + boltMetaSize]byte
-	if _, err := f.ReadAt(b[:], off); err != nil {
-		return boltMeta{}, 0, false
-	}
-	m := b[boltPageHeader:]
-	h := fnv.New64a()
-	_, _ = h.Write(m[:boltChecksumFrom])
-	if binary.LittleEndian.Uint32(m[0:]) != boltMagic || binary.LittleEndian.Uint32(m[4:]) != boltVersion ||
-		binary.LittleEndian.Uint64(m[boltChecksumFrom:]) != h.Sum64() {
-		return boltMeta{}, 0, false
-	}
-	return boltMeta{freelist: binary.LittleEndian.Uint64(m[32:]), txid: binary.LittleEndian.Uint64(m[48:])},
-		binary.LittleEndian.Uint32(m[8:]), true
-}
-
-// storesFreelist reports whether the meta that bbolt's open will use (the valid one of the
-// two with the higher txid) points to a stored freelist. known is false when the file is
-// missing, empty or not a bbolt file; then there is nothing to say before bbolt opens it.
+// storesFreelist reports whether the meta that bbolt's open will use (see newestBoltMeta)
+// points to a stored freelist. known is false when the file is missing, empty or not a bbolt
+// file; then there is nothing to say before bbolt opens it.
 func storesFreelist(path string) (stored, known bool) {
 	f, err := os.Open(path)
 	if err != nil {
 		return false, false
 	}
 	defer f.Close()
-	m0, pageSize, ok0 := readBoltMeta(f, 0)
-	if !ok0 {
-		// The second meta lies one page in. With the first torn, this guesses the OS's page
-		// size where bbolt searches further; a wrong guess only skips the read-through.
-		pageSize = uint32(os.Getpagesize())
-	}
-	m1, _, ok1 := readBoltMeta(f, int64(pageSize))
-	switch {
-	case ok0 && (!ok1 || m0.txid >= m1.txid):
-		return m0.freelist != boltNoFreelist, true
-	case ok1:
-		return m1.freelist != boltNoFreelist, true
-	}
-	return false, false
+	m, _, ok := newestBoltMeta(f)
+	return ok && m.freelist != boltNoFreelist, ok
 }
 
 // readThrough reads the file at path once, from start to end, and returns the bytes read.

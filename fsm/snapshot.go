@@ -235,15 +235,15 @@ func (f *FSM) swapIn(src string) error {
 
 // StateFileApplied opens the bbolt file at path read-only and returns the last index its
 // state holds: what a reference to it says. It is also how a file is checked to be a state
-// (a bbolt file with the meta bucket) before it replaces anything.
+// (a whole bbolt file with the meta bucket, see checkBoltFile) before it replaces anything.
 func StateFileApplied(path string) (uint64, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	db, err := openBoltFile(path, &bolt.Options{ReadOnly: true})
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
 	var applied uint64
-	err = db.View(func(tx *bolt.Tx) error {
+	err = viewChecked(db, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bktMeta)
 		if b == nil {
 			return errors.New("no meta bucket: not an imnode state file")

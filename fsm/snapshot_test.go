@@ -208,8 +208,41 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 	if err := h.f.Restore(io.NopCloser(bytes.NewReader(data))); err == nil {
 		t.Fatalf("restore of a bbolt file without the meta bucket: got no error, want one")
 	}
+	// A state cut short, or with its root page zeroed, is refused before bbolt maps it
+	// (a cut file made bbolt fault outside the mapping: SIGSEGV, which no recover catches).
+	src := newHarness(t)
+	populate(src)
+	state := mustState(t, src.f)
+	for name, bad := range corruptStates(t, state) {
+		if err := h.f.Restore(io.NopCloser(bytes.NewReader(bad))); err == nil {
+			t.Fatalf("restore of a state %s: got no error, want one", name)
+		}
+	}
 	if h.digest() != before {
 		t.Fatalf("a failed restore changed the state")
+	}
+}
+
+// corruptStates returns copies of the state file b that are not whole: cut to a half and a
+// tenth, and with the root page of its newest meta zeroed.
+func corruptStates(t *testing.T, b []byte) map[string][]byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := mustOpenFile(t, path)
+	m, pageSize, ok := newestBoltMeta(f)
+	if !ok || int(m.hwm)*int(pageSize) != len(b) || m.hwm < 4 {
+		t.Fatalf("state file: meta %+v, page size %d, %d bytes: want a valid meta that spans the file's 4 or more pages", m, pageSize, len(b))
+	}
+	zeroRoot := bytes.Clone(b)
+	clear(zeroRoot[int(m.root)*int(pageSize) : int(m.root+1)*int(pageSize)])
+	return map[string][]byte{
+		"cut to half":       b[:len(b)/2],
+		"cut to a tenth":    b[:len(b)/10],
+		"with a zero root":  zeroRoot,
+		"of its metas only": b[:2*int(pageSize)],
 	}
 }
 

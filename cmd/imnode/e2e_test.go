@@ -290,6 +290,19 @@ func TestBackupRestoresIntoANewNode(t *testing.T) {
 	if err := os.WriteFile(file, r.Raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A download that stopped halfway is refused, and leaves nothing to start from.
+	cut := filepath.Join(dir, "cut.db")
+	if err := os.WriteFile(cut, r.Raw[:len(r.Raw)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cutDir := filepath.Join(dir, "from-cut")
+	if out, err := execOut(mustBinary(t), "restore", "-data-dir", cutDir, cut); err == nil || !strings.Contains(string(out), "cut short") {
+		t.Fatalf("imnode restore of half a backup: %v\n%s\nwant it refused as cut short", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(cutDir, "fsm.db")); !os.IsNotExist(err) {
+		t.Fatalf("imnode restore of half a backup left an fsm.db (%v)", err)
+	}
+
 	dataDir := filepath.Join(dir, "restored")
 	out, err := execOut(mustBinary(t), "restore", "-data-dir", dataDir, file)
 	if err != nil {
