@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"os"
 
 	bolt "go.etcd.io/bbolt"
@@ -95,6 +96,20 @@ func checkBoltFile(path string) error {
 	}
 	return nil
 }
+
+// CheckBoltFile is checkBoltFile for a node's own files before they are opened: a missing
+// or empty file passes (bbolt creates it). A file cut short (a copy of a data dir that
+// stopped, a damaged disk) made bbolt's open die of a SIGBUS; the error says what is wrong.
+func CheckBoltFile(path string) error {
+	if st, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) || (err == nil && st.Size() == 0) {
+		return nil
+	}
+	return checkBoltFile(path)
+}
+
+// DamagedDataDirHint is what an operator can do about a damaged file of a node's data dir.
+const DamagedDataDirHint = "move the data dir away and start the node again with -join (the leader sends it the state), " +
+	"or restore it from a backup"
 
 // openBoltFile opens a bbolt file that this node did not write itself (a received state, a
 // backup) after checkBoltFile, and turns a panic of bbolt's open on a corrupt page into an

@@ -127,6 +127,9 @@ func Open(path string, opts Options) (*FSM, error) {
 
 // openDB opens the file at path, creates missing buckets, and loads the idempotency index.
 func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
+	if err := CheckBoltFile(path); err != nil {
+		return nil, 0, fmt.Errorf("fsm %s is damaged (%w): %s", path, err, DamagedDataDirHint)
+	}
 	stored, known := storesFreelist(path)
 	rebuild := known && !stored
 	if rebuild {

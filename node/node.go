@@ -143,7 +143,11 @@ func New(o Options) (*Node, error) {
 		// After each snapshot the log is truncated, so raft.db is mostly free pages; without
 		// NoFreelistSync every append would rewrite that freelist (Consul offers the same
 		// switch for the same reason). The map freelist allocates in O(1).
-		bs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"),
+		raftPath := filepath.Join(cfg.DataDir, "raft.db")
+		if err := fsm.CheckBoltFile(raftPath); err != nil {
+			return nil, fmt.Errorf("raft.db %s is damaged (%w): %s", raftPath, err, fsm.DamagedDataDirHint)
+		}
+		bs, err := raftboltdb.New(raftboltdb.Options{Path: raftPath,
 			BoltOptions: &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}})
 		if err != nil {
 			return nil, fmt.Errorf("open raft.db: %w", err)

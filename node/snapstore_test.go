@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -583,5 +584,23 @@ func TestStateSendRateComesFromTheConfig(t *testing.T) {
 	}
 	if got, want := sn.n.states.sendRate, int64(testConfig("n1").Raft.StateSendRate)<<20; got != want || want == 0 {
 		t.Fatalf("stream paced at %d B/s, want raft.stateSendRate = %d B/s", got, want)
+	}
+}
+
+// A raft.db cut short (a copy of a data dir that stopped) made raft-boltdb's open die of a
+// SIGBUS; the node now refuses to start and says why.
+func TestNodeRefusesARaftDBCutShort(t *testing.T) {
+	dir := t.TempDir()
+	_, tr := raft.NewInmemTransport("")
+	sn, err := startSnapNode(t, "n1", dir, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn.stop()
+	if err := os.Truncate(filepath.Join(dir, "raft.db"), 2*int64(os.Getpagesize())); err != nil { // its two meta pages
+		t.Fatal(err)
+	}
+	if _, err := startSnapNode(t, "n1", dir, tr); err == nil || !strings.Contains(err.Error(), "raft.db") || !strings.Contains(err.Error(), "cut short") {
+		t.Fatalf("start with raft.db cut short: got %v, want an error that says raft.db is cut short", err)
 	}
 }

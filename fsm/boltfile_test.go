@@ -1,0 +1,43 @@
+package fsm
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Open refuses an fsm.db cut short, which made bbolt's open die of a SIGBUS, and says what
+// to do; a missing or empty file is created as before.
+func TestOpenRefusesAFileCutShort(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fsm.db")
+	if err := CheckBoltFile(path); err != nil {
+		t.Fatalf("missing file: %v, want nil (bbolt creates it)", err)
+	}
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckBoltFile(path); err != nil {
+		t.Fatalf("empty file: %v, want nil (bbolt initialises it)", err)
+	}
+	h := &harness{t: t, f: mustOpen(t, path, Options{}), path: path, now: t0}
+	populate(h)
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckBoltFile(path); err != nil {
+		t.Fatalf("whole file: %v", err)
+	}
+	if err := os.Truncate(path, 2*int64(os.Getpagesize())); err != nil { // its two meta pages
+		t.Fatal(err)
+	}
+	f, err := Open(path, Options{})
+	if err == nil {
+		f.Close()
+		t.Fatalf("open of an fsm.db cut short: got no error")
+	}
+	if !strings.Contains(err.Error(), "cut short") || !strings.Contains(err.Error(), "-join") {
+		t.Fatalf("open of an fsm.db cut short: %v, want it to say so and what to do", err)
+	}
+}
