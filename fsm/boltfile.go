@@ -86,7 +86,7 @@ func checkBoltFile(path string) error {
 	}
 	m, pageSize, ok := newestBoltMeta(f)
 	if !ok {
-		return errors.New("not a bbolt file: no valid meta page")
+		return errNoBoltMeta
 	}
 	if need := int64(m.hwm) * int64(pageSize); st.Size() < need {
 		return fmt.Errorf("cut short: %d bytes, where its last commit needs %d", st.Size(), need)
@@ -97,14 +97,18 @@ func checkBoltFile(path string) error {
 	return nil
 }
 
-// CheckBoltFile is checkBoltFile for a node's own files before they are opened: a missing
-// or empty file passes (bbolt creates it). A file cut short (a copy of a data dir that
-// stopped, a damaged disk) made bbolt's open die of a SIGBUS; the error says what is wrong.
+var errNoBoltMeta = errors.New("not a bbolt file: no valid meta page")
+
+// CheckBoltFile is checkBoltFile for a node's own files before they are opened. A file cut
+// short (a copy of a data dir that stopped, a damaged disk) made bbolt's open die of a
+// SIGBUS; the error says what is wrong. A file in which no valid meta page is found passes:
+// bbolt creates a missing or empty one, looks further for the metas of a file with another
+// page size, and says itself what is wrong with one it cannot read.
 func CheckBoltFile(path string) error {
-	if st, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) || (err == nil && st.Size() == 0) {
-		return nil
+	if err := checkBoltFile(path); !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errNoBoltMeta) {
+		return err
 	}
-	return checkBoltFile(path)
+	return nil
 }
 
 // DamagedDataDirHint is what an operator can do about a damaged file of a node's data dir.

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,20 @@ func TestOpenRefusesAFileCutShort(t *testing.T) {
 	}
 	if err := CheckBoltFile(path); err != nil {
 		t.Fatalf("empty file: %v, want nil (bbolt initialises it)", err)
+	}
+	// No valid meta at all: bbolt's open says what is wrong, as before.
+	if err := os.WriteFile(path, bytes.Repeat([]byte("not a database "), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckBoltFile(path); err != nil {
+		t.Fatalf("file without a meta page: %v, want nil (bbolt's open reports it)", err)
+	}
+	if f, err := Open(path, Options{}); err == nil {
+		f.Close()
+		t.Fatalf("open of a file that is no bbolt file: got no error")
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
 	}
 	h := &harness{t: t, f: mustOpen(t, path, Options{}), path: path, now: t0}
 	populate(h)
