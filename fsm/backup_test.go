@@ -72,16 +72,7 @@ func TestRestoreBackupChecksTheFile(t *testing.T) {
 		t.Fatalf("restored file: applied %d, %v; want 0", applied, err)
 	}
 	restored := mustOpen(t, dst, Options{})
-	if got, want := digestOf(t, restored), big.digest(); got != want {
+	if got, want := mustDigest(t, restored), big.digest(); got != want {
 		t.Fatalf("restored digest %s, want the backup's %s", got, want)
 	}
-}
-
-func digestOf(t *testing.T, f *FSM) string {
-	t.Helper()
-	d, err := f.Digest()
-	if err != nil {
-		t.Fatalf("digest: %v", err)
-	}
-	return d
 }
