@@ -91,8 +91,37 @@ func checkBoltFile(path string) error {
 	if need := int64(m.hwm) * int64(pageSize); st.Size() < need {
 		return fmt.Errorf("cut short: %d bytes, where its last commit needs %d", st.Size(), need)
 	}
-	if m.root < 2 || m.root >= m.hwm || (m.freelist != boltNoFreelist && (m.freelist < 2 || m.freelist >= m.hwm)) {
-		return fmt.Errorf("corrupt: root page %d or freelist page %d outside the file's %d pages", m.root, m.freelist, m.hwm)
+	if err := checkBoltPage(f, m, pageSize, "root", m.root, boltBranchPage|boltLeafPage); err != nil {
+		return err
+	}
+	if m.freelist != boltNoFreelist {
+		return checkBoltPage(f, m, pageSize, "freelist", m.freelist, boltFreelistPage)
+	}
+	return nil
+}
+
+// bbolt's page header: the page id (8 bytes), flags (2), the element count (2) and the
+// overflow (4: the pages that follow it as part of it).
+const (
+	boltBranchPage   = 0x01
+	boltLeafPage     = 0x02
+	boltFreelistPage = 0x10
+)
+
+// checkBoltPage checks the header of the page that meta m names as its root or freelist:
+// within the file, naming itself, of the expected type. bbolt's open reads the freelist
+// page and panics on one that is not, and every read starts at the root.
+func checkBoltPage(f *os.File, m boltMeta, pageSize uint32, what string, id uint64, flags uint16) error {
+	if id < 2 || id >= m.hwm {
+		return fmt.Errorf("corrupt: %s page %d outside the file's %d pages", what, id, m.hwm)
+	}
+	var h [boltPageHeader]byte
+	if _, err := f.ReadAt(h[:], int64(id)*int64(pageSize)); err != nil {
+		return fmt.Errorf("corrupt: read %s page %d: %w", what, id, err)
+	}
+	got, gotFlags, overflow := binary.LittleEndian.Uint64(h[0:]), binary.LittleEndian.Uint16(h[8:]), binary.LittleEndian.Uint32(h[12:])
+	if got != id || gotFlags&flags == 0 || id+uint64(overflow) >= m.hwm {
+		return fmt.Errorf("corrupt: %s page %d reads as page %d with flags %#x and %d overflow pages", what, id, got, gotFlags, overflow)
 	}
 	return nil
 }

@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// Open refuses an fsm.db cut short, which made bbolt's open die of a SIGBUS, and says what
-// to do; a missing or empty file is created as before.
+// Open refuses an fsm.db cut short (bbolt's open died of a SIGBUS) or whose root or freelist
+// page is not one (it panicked), and says what to do; a missing or empty file is created as
+// before.
 func TestOpenRefusesAFileCutShort(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "fsm.db")
@@ -43,6 +44,23 @@ func TestOpenRefusesAFileCutShort(t *testing.T) {
 	}
 	if err := CheckBoltFile(path); err != nil {
 		t.Fatalf("whole file: %v", err)
+	}
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range corruptStates(t, whole) {
+		if err := os.WriteFile(path, bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := Open(path, Options{})
+		if err == nil {
+			f.Close()
+			t.Fatalf("open of an fsm.db %s: got no error", name)
+		}
+		if !strings.Contains(err.Error(), "is damaged") || !strings.Contains(err.Error(), "-join") {
+			t.Fatalf("open of an fsm.db %s: %v, want it to say it is damaged and what to do", name, err)
+		}
 	}
 	if err := os.Truncate(path, 2*int64(os.Getpagesize())); err != nil { // its two meta pages
 		t.Fatal(err)

@@ -224,7 +224,7 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 }
 
 // corruptStates returns copies of the state file b that are not whole: cut to a half and a
-// tenth, and with the root page of its newest meta zeroed.
+// tenth, and with the root or the freelist page of its newest meta zeroed.
 func corruptStates(t *testing.T, b []byte) map[string][]byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "state.db")
@@ -233,16 +233,24 @@ func corruptStates(t *testing.T, b []byte) map[string][]byte {
 	}
 	f := mustOpenFile(t, path)
 	m, pageSize, ok := newestBoltMeta(f)
-	if !ok || int(m.hwm)*int(pageSize) != len(b) || m.hwm < 4 {
-		t.Fatalf("state file: meta %+v, page size %d, %d bytes: want a valid meta that spans the file's 4 or more pages", m, pageSize, len(b))
+	need := int(m.hwm) * int(pageSize) // a file on disk may be larger: bbolt grows it ahead
+	if !ok || len(b) < need || m.hwm < 4 {
+		t.Fatalf("state file: meta %+v, page size %d, %d bytes: want a valid meta whose 4 or more pages the file holds", m, pageSize, len(b))
 	}
-	zeroRoot := bytes.Clone(b)
-	clear(zeroRoot[int(m.root)*int(pageSize) : int(m.root+1)*int(pageSize)])
+	zeroPage := func(id uint64) []byte {
+		c := bytes.Clone(b)
+		clear(c[int(id)*int(pageSize) : int(id+1)*int(pageSize)])
+		return c
+	}
+	if m.freelist == boltNoFreelist {
+		t.Fatalf("state file stores no freelist")
+	}
 	return map[string][]byte{
-		"cut to half":       b[:len(b)/2],
-		"cut to a tenth":    b[:len(b)/10],
-		"with a zero root":  zeroRoot,
-		"of its metas only": b[:2*int(pageSize)],
+		"cut to half":               b[:need/2],
+		"cut to a tenth":            b[:need/10],
+		"with a zero root":          zeroPage(m.root),
+		"with a zero freelist page": zeroPage(m.freelist), // bbolt's open panicked on it
+		"of its metas only":         b[:2*int(pageSize)],
 	}
 }
 
