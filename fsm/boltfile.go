@@ -74,30 +74,31 @@ func newestBoltMeta(f *os.File) (boltMeta, uint32, bool) {
 // maps it. bbolt trusts its meta page and reads the pages it names straight from the
 // mapping: `imnode restore` of a backup cut to half its size died of a SIGSEGV (no recover
 // catches that), and of one cut to a tenth panicked on a freelist page of zeros.
-func checkBoltFile(path string) error {
+// It returns the meta that bbolt's open will use (see newestBoltMeta).
+func checkBoltFile(path string) (boltMeta, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return boltMeta{}, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return err
+		return boltMeta{}, err
 	}
 	m, pageSize, ok := newestBoltMeta(f)
 	if !ok {
-		return errNoBoltMeta
+		return boltMeta{}, errNoBoltMeta
 	}
 	if need := int64(m.hwm) * int64(pageSize); st.Size() < need {
-		return fmt.Errorf("cut short: %d bytes, where its last commit needs %d", st.Size(), need)
+		return m, fmt.Errorf("cut short: %d bytes, where its last commit needs %d", st.Size(), need)
 	}
 	if err := checkBoltPage(f, m, pageSize, "root", m.root, boltBranchPage|boltLeafPage); err != nil {
-		return err
+		return m, err
 	}
 	if m.freelist != boltNoFreelist {
-		return checkBoltPage(f, m, pageSize, "freelist", m.freelist, boltFreelistPage)
+		return m, checkBoltPage(f, m, pageSize, "freelist", m.freelist, boltFreelistPage)
 	}
-	return nil
+	return m, nil
 }
 
 // bbolt's page header: the page id (8 bytes), flags (2), the element count (2) and the
@@ -134,10 +135,18 @@ var errNoBoltMeta = errors.New("not a bbolt file: no valid meta page")
 // bbolt creates a missing or empty one, looks further for the metas of a file with another
 // page size, and says itself what is wrong with one it cannot read.
 func CheckBoltFile(path string) error {
-	if err := checkBoltFile(path); !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errNoBoltMeta) {
-		return err
+	_, _, err := ownBoltFile(path)
+	return err
+}
+
+// ownBoltFile is CheckBoltFile that also returns the meta bbolt's open will use; found is
+// false when there is none to read.
+func ownBoltFile(path string) (m boltMeta, found bool, err error) {
+	m, err = checkBoltFile(path)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNoBoltMeta) {
+		return boltMeta{}, false, nil
 	}
-	return nil
+	return m, true, err
 }
 
 // DamagedDataDirHint is what an operator can do about a damaged file of a node's data dir.
@@ -148,7 +157,7 @@ const DamagedDataDirHint = "move the data dir away and start the node again with
 // backup) after checkBoltFile, and turns a panic of bbolt's open on a corrupt page into an
 // error.
 func openBoltFile(path string, opts *bolt.Options) (db *bolt.DB, err error) {
-	if err := checkBoltFile(path); err != nil {
+	if _, err := checkBoltFile(path); err != nil {
 		return nil, err
 	}
 	defer func() {

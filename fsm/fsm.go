@@ -127,11 +127,11 @@ func Open(path string, opts Options) (*FSM, error) {
 
 // openDB opens the file at path, creates missing buckets, and loads the idempotency index.
 func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
-	if err := CheckBoltFile(path); err != nil {
+	meta, found, err := ownBoltFile(path)
+	if err != nil {
 		return nil, 0, fmt.Errorf("fsm %s is damaged (%w): %s", path, err, DamagedDataDirHint)
 	}
-	stored, known := storesFreelist(path)
-	rebuild := known && !stored
+	rebuild := found && meta.freelist == boltNoFreelist
 	if rebuild {
 		// bbolt is about to rebuild the freelist by reading every page (see prefetch.go).
 		// Two lines, so that an operator sees why a start takes a minute.

@@ -22,19 +22,6 @@ import (
 // Files with a stored freelist (every clean stop, most crashes) are not read: their open
 // reads two pages.
 
-// storesFreelist reports whether the meta that bbolt's open will use (see newestBoltMeta)
-// points to a stored freelist. known is false when the file is missing, empty or not a bbolt
-// file; then there is nothing to say before bbolt opens it.
-func storesFreelist(path string) (stored, known bool) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, false
-	}
-	defer f.Close()
-	m, _, ok := newestBoltMeta(f)
-	return ok && m.freelist != boltNoFreelist, ok
-}
-
 // readThrough reads the file at path once, from start to end, and returns the bytes read.
 func readThrough(path string) (int64, error) {
 	f, err := os.Open(path)

@@ -31,12 +31,23 @@ func commitOnce(t *testing.T, path string, noFreelistSync bool, key string) {
 	}
 }
 
-// storesFreelist reads the meta page bbolt's open uses: the valid one with the higher txid.
+// storesFreelist is what openDB reads of the file at path (ownBoltFile): whether the meta
+// bbolt's open will use points to a stored freelist, and whether there is such a meta.
+func storesFreelist(t *testing.T, path string) (stored, known bool) {
+	t.Helper()
+	m, found, err := ownBoltFile(path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return found && m.freelist != boltNoFreelist, found
+}
+
+// openDB reads the meta page bbolt's open uses: the valid one with the higher txid.
 func TestStoresFreelistReadsTheMetaBboltOpensWith(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "f.db")
 	check := func(step string, wantStored, wantKnown bool) {
 		t.Helper()
-		if stored, known := storesFreelist(path); stored != wantStored || known != wantKnown {
+		if stored, known := storesFreelist(t, path); stored != wantStored || known != wantKnown {
 			t.Fatalf("%s: storesFreelist = %v, %v; want %v, %v", step, stored, known, wantStored, wantKnown)
 		}
 	}

@@ -519,7 +519,7 @@ func TestCommitsSkipTheFreelistWhileAStateIsOpen(t *testing.T) {
 // points to a stored freelist.
 func mustStoreFreelist(t *testing.T, path string) bool {
 	t.Helper()
-	stored, known := storesFreelist(path)
+	stored, known := storesFreelist(t, path)
 	if !known {
 		t.Fatalf("%s: no valid bbolt meta page", path)
 	}
