@@ -131,9 +131,10 @@ var errNoBoltMeta = errors.New("not a bbolt file: no valid meta page")
 
 // CheckBoltFile is checkBoltFile for a node's own files before they are opened. A file cut
 // short (a copy of a data dir that stopped, a damaged disk) made bbolt's open die of a
-// SIGBUS; the error says what is wrong. A file in which no valid meta page is found passes:
-// bbolt creates a missing or empty one, looks further for the metas of a file with another
-// page size, and says itself what is wrong with one it cannot read.
+// SIGBUS; the error names the file, says what is wrong and what an operator can do. A file
+// in which no valid meta page is found passes: bbolt creates a missing or empty one, looks
+// further for the metas of a file with another page size, and says itself what is wrong
+// with one it cannot read.
 func CheckBoltFile(path string) error {
 	_, _, err := ownBoltFile(path)
 	return err
@@ -143,15 +144,15 @@ func CheckBoltFile(path string) error {
 // false when there is none to read.
 func ownBoltFile(path string) (m boltMeta, found bool, err error) {
 	m, err = checkBoltFile(path)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNoBoltMeta) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNoBoltMeta):
 		return boltMeta{}, false, nil
+	case err != nil:
+		return m, true, fmt.Errorf("%s is damaged (%w): move the data dir away and start the node again with -join "+
+			"(the leader sends it the state), or restore it from a backup", path, err)
 	}
-	return m, true, err
+	return m, true, nil
 }
-
-// DamagedDataDirHint is what an operator can do about a damaged file of a node's data dir.
-const DamagedDataDirHint = "move the data dir away and start the node again with -join (the leader sends it the state), " +
-	"or restore it from a backup"
 
 // openBoltFile opens a bbolt file that this node did not write itself (a received state, a
 // backup) after checkBoltFile, and turns a panic of bbolt's open on a corrupt page into an

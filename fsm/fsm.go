@@ -129,7 +129,7 @@ func Open(path string, opts Options) (*FSM, error) {
 func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 	meta, found, err := ownBoltFile(path)
 	if err != nil {
-		return nil, 0, fmt.Errorf("fsm %s is damaged (%w): %s", path, err, DamagedDataDirHint)
+		return nil, 0, err
 	}
 	rebuild := found && meta.freelist == boltNoFreelist
 	if rebuild {

@@ -145,7 +145,7 @@ func New(o Options) (*Node, error) {
 		// switch for the same reason). The map freelist allocates in O(1).
 		raftPath := filepath.Join(cfg.DataDir, "raft.db")
 		if err := fsm.CheckBoltFile(raftPath); err != nil {
-			return nil, fmt.Errorf("raft.db %s is damaged (%w): %s", raftPath, err, fsm.DamagedDataDirHint)
+			return nil, err
 		}
 		bs, err := raftboltdb.New(raftboltdb.Options{Path: raftPath,
 			BoltOptions: &bolt.Options{Timeout: 2 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}})
