@@ -145,6 +145,7 @@ FUZZTIME ?= 2m
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyValidated$$' -fuzztime $(FUZZTIME) ./fsm/
 	$(GO) test -run '^$$' -fuzz '^FuzzPostRoutes$$' -fuzztime $(FUZZTIME) ./httpapi/
+	$(GO) test -run '^$$' -fuzz '^FuzzRestoreBackup$$' -fuzztime $(FUZZTIME) ./fsm/
 
 lint:
 	$(GO) vet $(PKGS)

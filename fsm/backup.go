@@ -16,9 +16,10 @@ import (
 //
 // A backup is a file that left the cluster (a download that may have stopped, a copy on
 // other disks), so it is checked before anything is written at dst: its size against what
-// its last commit needs and its meta pages (checkBoltFile), then every page (bbolt's
-// Tx.Check, which reads the whole file once). A bad one is refused with the reason, and
-// nothing is left behind.
+// its last commit needs and its meta pages, then every page it uses, read without bbolt
+// (walkBoltFile), then bbolt's Tx.Check (each reads the whole file once), then that every
+// top-level key is a bucket. A bad one is refused with the reason, and nothing is left
+// behind.
 func RestoreBackup(src, dst string) (err error) {
 	in, err := os.Open(src)
 	if err != nil {
@@ -47,11 +48,14 @@ func RestoreBackup(src, dst string) (err error) {
 		return err
 	}
 	notState := func(err error) error { return fmt.Errorf("backup %s is not a whole imnode state file: %w", src, err) }
-	db, err := openBoltFile(tmp, &bolt.Options{Timeout: 0})
+	db, err := openBoltFile(tmp, &bolt.Options{Timeout: 0}, true)
 	if err != nil {
 		return notState(err)
 	}
 	err = viewChecked(db, func(tx *bolt.Tx) error {
+		if err := checkBuckets(tx); err != nil {
+			return err
+		}
 		if tx.Bucket(bktMeta) == nil || tx.Bucket(bktUsers) == nil {
 			return errors.New("no meta or users bucket")
 		}

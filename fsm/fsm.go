@@ -162,6 +162,10 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 		f.log.Info("fsm.db opened after rebuilding its freelist", "took", time.Since(opening).Round(time.Millisecond),
 			"freePages", db.Stats().FreePageN)
 	}
+	if err := db.View(checkBuckets); err != nil {
+		_ = db.Close()
+		return nil, 0, damaged(path, err)
+	}
 	// The saved index, if any, must be read before the update below commits.
 	start := time.Now()
 	saved := f.idem.loadCheckpoint(db, idemCheckpointPath(path))
@@ -190,6 +194,19 @@ func (f *FSM) openDB(path string) (*bolt.DB, uint64, error) {
 	}
 	f.log.Info("idempotency index loaded", "records", f.idem.len(), "saved", saved == nil, "took", time.Since(start).Round(time.Millisecond))
 	return db, applied, nil
+}
+
+// checkBuckets reports a top-level key of tx that is not a bucket. Only a damaged file has
+// one (a backup restore took it, as bbolt's Tx.Check does, and bbolt keeps no checksums);
+// Tx.ForEach hands it to its function with a nil bucket, and Digest crashed on it.
+func checkBuckets(tx *bolt.Tx) error {
+	c := tx.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v != nil {
+			return fmt.Errorf("corrupt: top-level key %q is not a bucket", k)
+		}
+	}
+	return nil
 }
 
 // Close commits what is applied and closes the file.

@@ -237,13 +237,16 @@ func (f *FSM) swapIn(src string) error {
 // state holds: what a reference to it says. It is also how a file is checked to be a state
 // (a whole bbolt file with the meta bucket, see checkBoltFile) before it replaces anything.
 func StateFileApplied(path string) (uint64, error) {
-	db, err := openBoltFile(path, &bolt.Options{ReadOnly: true})
+	db, err := openBoltFile(path, &bolt.Options{ReadOnly: true}, false)
 	if err != nil {
 		return 0, err
 	}
 	defer db.Close()
 	var applied uint64
 	err = viewChecked(db, func(tx *bolt.Tx) error {
+		if err := checkBuckets(tx); err != nil {
+			return err
+		}
 		b := tx.Bucket(bktMeta)
 		if b == nil {
 			return errors.New("no meta bucket: not an imnode state file")

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -47,7 +48,7 @@ func mustSnapshot(t *testing.T, f *FSM) []byte {
 }
 
 // mustState returns the state file as a leader streams it to a follower (OpenState).
-func mustState(t *testing.T, f *FSM) []byte {
+func mustState(t testing.TB, f *FSM) []byte {
 	t.Helper()
 	st, err := f.OpenState()
 	if err != nil {
@@ -224,7 +225,9 @@ func TestRestoreRejectsGarbage(t *testing.T) {
 }
 
 // corruptStates returns copies of the state file b that are not whole: cut to a half and a
-// tenth, and with the root or the freelist page of its newest meta zeroed.
+// tenth, with the root or the freelist page of its newest meta zeroed, and with counts and
+// positions in those pages that point past their ends (bbolt, which reads through its
+// mapping, faulted on three of those four), and with a top-level key that is no bucket.
 func corruptStates(t *testing.T, b []byte) map[string][]byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "state.db")
@@ -237,20 +240,52 @@ func corruptStates(t *testing.T, b []byte) map[string][]byte {
 	if !ok || len(b) < need || m.hwm < 4 {
 		t.Fatalf("state file: meta %+v, page size %d, %d bytes: want a valid meta whose 4 or more pages the file holds", m, pageSize, len(b))
 	}
-	zeroPage := func(id uint64) []byte {
-		c := bytes.Clone(b)
-		clear(c[int(id)*int(pageSize) : int(id+1)*int(pageSize)])
-		return c
-	}
 	if m.freelist == boltNoFreelist {
 		t.Fatalf("state file stores no freelist")
+	}
+	change := func(id uint64, fn func(page []byte)) []byte {
+		c := bytes.Clone(b)
+		fn(c[int(id)*int(pageSize) : int(id+1)*int(pageSize)])
+		return c
+	}
+	root := b[int(m.root)*int(pageSize) : int(m.root+1)*int(pageSize)]
+	if binary.LittleEndian.Uint16(root[8:]) != boltLeafPage {
+		t.Fatalf("state file's root page is not a leaf")
+	}
+	// The first top-level bucket stored inline in the root page: its page lies in its value.
+	inline := -1
+	for i := 0; i < int(binary.LittleEndian.Uint16(root[10:])); i++ {
+		e := root[boltPageHeader+i*boltElementSize:]
+		v := int(binary.LittleEndian.Uint32(e[4:])) + int(binary.LittleEndian.Uint32(e[8:]))
+		if binary.LittleEndian.Uint32(e)&boltBucketLeaf != 0 && binary.LittleEndian.Uint64(e[v:]) == 0 {
+			inline = boltPageHeader + i*boltElementSize + v + boltBucketHeader
+			break
+		}
+	}
+	if inline < 0 {
+		t.Fatalf("state file's root page holds no inline bucket")
 	}
 	return map[string][]byte{
 		"cut to half":               b[:need/2],
 		"cut to a tenth":            b[:need/10],
-		"with a zero root":          zeroPage(m.root),
-		"with a zero freelist page": zeroPage(m.freelist), // bbolt's open panicked on it
+		"with a zero root":          change(m.root, func(p []byte) { clear(p) }),
+		"with a zero freelist page": change(m.freelist, func(p []byte) { clear(p) }), // bbolt's open panicked on it
 		"of its metas only":         b[:2*int(pageSize)],
+		"with a freelist counting past its page": change(m.freelist, func(p []byte) {
+			binary.LittleEndian.PutUint16(p[10:], 0xFFFF)
+			binary.LittleEndian.PutUint64(p[boltPageHeader:], 1<<40)
+		}),
+		"with a root counting past its page": change(m.root, func(p []byte) { binary.LittleEndian.PutUint16(p[10:], 60000) }),
+		"with a root key past its page": change(m.root, func(p []byte) {
+			binary.LittleEndian.PutUint32(p[boltPageHeader+4:], 1<<30)
+		}),
+		"with an inline bucket counting past its value": change(m.root, func(p []byte) {
+			binary.LittleEndian.PutUint16(p[inline+10:], 60000)
+		}),
+		// bbolt's checks take it, and Digest crashed on it (FuzzRestoreBackup).
+		"with a top-level key that is not a bucket": change(m.root, func(p []byte) {
+			binary.LittleEndian.PutUint32(p[boltPageHeader:], 0)
+		}),
 	}
 }
 
