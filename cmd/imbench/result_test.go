@@ -124,8 +124,15 @@ func TestCheckTargets(t *testing.T) {
 	want := map[string]bool{
 		"send_single c=64": true, "send_single c=16": false, "send_single c=1": false,
 		"read_user c=64": true, "send_group(1000) c=64": false, "send_group(1000) c=16": true,
+		"scaling c=16": true, // 3,500/s against 0.8 × 7,500 / 64 × 16 = 1,500/s
 	}
 	got := checkTargets(runs)
+	runs[1].Throughput = 1400 // below 1,500/s: the scaling rule misses
+	for _, c := range checkTargets(runs) {
+		if strings.HasPrefix(c.Name, "scaling c=16 ") && c.Pass {
+			t.Errorf("%s: passed with %s", c.Name, c.Got)
+		}
+	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d checks, want %d: %+v", len(got), len(want), got)
 	}

@@ -27,6 +27,11 @@ var targetTable = []throughputTarget{
 	{"read_user", 64, 15000, 0},
 }
 
+// scalingMin is the second performance round's rule for c = 16: at least this share of the
+// c = 64 run's rate per connection, times 16 (a loaded cluster must not make the few
+// writers of a quieter one wait for nothing).
+const scalingMin = 0.8
+
 // groupCostMax is how much more a group message to a 1,000-member group may cost than a
 // single-chat message, measured as the ratio of their throughputs at equal concurrency.
 const groupCostMax = 2.0
@@ -54,6 +59,14 @@ func checkTargets(runs []*Result) []TargetCheck {
 		pass := r.Throughput >= t.minOps && r.Errors == 0 && (t.maxP99Ms == 0 || r.Latency.P99Ms <= t.maxP99Ms)
 		out = append(out, TargetCheck{Name: name, Pass: pass,
 			Got: fmt.Sprintf("%.0f/s, p99 %.2fms, %d errors", r.Throughput, r.Latency.P99Ms, r.Errors)})
+	}
+	if s64, s16 := find("send_single", 64), find("send_single", 16); s64 != nil && s16 != nil {
+		floor := scalingMin * s64.Throughput / 64 * 16
+		out = append(out, TargetCheck{
+			Name: fmt.Sprintf("scaling c=16 >= %.1f x c=64's rate per connection x 16 (%.0f/s)", scalingMin, floor),
+			Pass: s16.Throughput >= floor && s16.Errors == 0,
+			Got:  fmt.Sprintf("%.0f/s (c=64: %.0f/s), %d errors", s16.Throughput, s64.Throughput, s16.Errors),
+		})
 	}
 	for _, g := range runs {
 		if g.Workload != "send_group" || g.GroupSize != 1000 {
