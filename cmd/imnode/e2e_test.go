@@ -323,6 +323,22 @@ func TestBackupRestoresIntoANewNode(t *testing.T) {
 	if got := pullTexts(t, radmin, "si_alice_bob"); len(got) != 2 {
 		t.Fatalf("restored node after a new write: got %v", got)
 	}
+
+	// imnode check reads a stopped node's files page by page; a running node's it leaves.
+	if out, err := execOut(mustBinary(t), "check", "-data-dir", dataDir); err == nil || !strings.Contains(string(out), "in use") {
+		t.Fatalf("imnode check of a running node's data dir: %v\n%s\nwant it refused as in use", err, out)
+	}
+	p.Signal(syscall.SIGINT)
+	out, err = execOut(mustBinary(t), "check", "-data-dir", dataDir)
+	if err != nil || strings.Count(string(out), ": whole") != 2 {
+		t.Fatalf("imnode check of the stopped node: %v\n%s\nwant fsm.db and raft.db whole", err, out)
+	}
+	if err := os.Truncate(filepath.Join(dataDir, "fsm.db"), 3*int64(os.Getpagesize())); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := execOut(mustBinary(t), "check", "-data-dir", dataDir); err == nil || !strings.Contains(string(out), "fsm.db: damaged") {
+		t.Fatalf("imnode check of an fsm.db cut short: %v\n%s\nwant fsm.db damaged", err, out)
+	}
 }
 
 func TestSigtermLeaderLeavesTheConfiguration(t *testing.T) {

@@ -3,6 +3,7 @@
 //
 //	imnode [flags]                      serve (flags in DESIGN.md §2, or -config FILE)
 //	imnode restore -data-dir DIR FILE   turn a backup into a data dir for a new cluster
+//	imnode check -data-dir DIR          check a stopped node's fsm.db and raft.db page by page
 package main
 
 import (
@@ -29,11 +30,7 @@ import (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "restore" {
-		if err := restore(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "imnode restore:", err)
-			os.Exit(1)
-		}
+	if runSubcommand(os.Args[1:]) {
 		return
 	}
 	cfg, err := config.Load(os.Args[1:])
