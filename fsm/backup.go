@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -100,7 +101,16 @@ var ErrFileInUse = errors.New("in use by a running node: stop it first")
 // and the top-level keys. It reads the whole file twice and changes nothing. A node checks
 // only the pages its open starts from (CheckBoltFile); this finds damage deeper in.
 func CheckFile(path string) error {
-	if _, err := os.Stat(path); err != nil {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	// A shared lock, as bbolt's read-only open takes, held from before the walk: the node
+	// holds an exclusive one while it runs, and a file being written is not read whole.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("%s: %w", path, ErrFileInUse)
+	} else if err != nil {
 		return err
 	}
 	db, err := openBoltFile(path, &bolt.Options{ReadOnly: true, Timeout: time.Second}, true)

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,25 +12,21 @@ import (
 // `imnode -data-dir DIR -bootstrap-expect 1` starts a one-node cluster holding exactly the
 // backup's state. The data dir must not hold raft state already.
 func restore(args []string) error {
-	fs := flag.NewFlagSet("imnode restore", flag.ContinueOnError)
-	dir := fs.String("data-dir", "", "data directory to create (must be empty or absent)")
-	if err := fs.Parse(args); err != nil {
+	dir, backup, err := parseSubcommand("restore", "data directory to create (must be empty or absent)", "BACKUP_FILE", args)
+	if err != nil {
 		return err
-	}
-	if *dir == "" || fs.NArg() != 1 {
-		return errors.New("usage: imnode restore -data-dir DIR BACKUP_FILE")
 	}
 	for _, name := range []string{"raft.db", "fsm.db", "snapshots"} {
-		if _, err := os.Stat(filepath.Join(*dir, name)); err == nil {
-			return fmt.Errorf("%s already holds %s: restore into a new, empty data dir", *dir, name)
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return fmt.Errorf("%s already holds %s: restore into a new, empty data dir", dir, name)
 		}
 	}
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if err := fsm.RestoreBackup(fs.Arg(0), filepath.Join(*dir, "fsm.db")); err != nil {
+	if err := fsm.RestoreBackup(backup, filepath.Join(dir, "fsm.db")); err != nil {
 		return err
 	}
-	fmt.Printf("restored %s into %s; start it with: imnode -data-dir %s -bootstrap-expect 1\n", fs.Arg(0), *dir, *dir)
+	fmt.Printf("restored %s into %s; start it with: imnode -data-dir %s -bootstrap-expect 1\n", backup, dir, dir)
 	return nil
 }
