@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -106,12 +105,9 @@ func CheckFile(path string) error {
 		return err
 	}
 	defer f.Close()
-	// A shared lock, as bbolt's read-only open takes, held from before the walk: the node
-	// holds an exclusive one while it runs, and a file being written is not read whole.
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
-		return fmt.Errorf("%s: %w", path, ErrFileInUse)
-	} else if err != nil {
-		return err
+	// Locked from before the walk: a file being written is not read whole.
+	if err := lockShared(f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	db, err := openBoltFile(path, &bolt.Options{ReadOnly: true, Timeout: time.Second}, true)
 	if errors.Is(err, bolterrors.ErrTimeout) {
