@@ -125,8 +125,10 @@ bench-ceiling: build
 # before and after in the same run: few hot conversations (20, 90% of sends to 2) across all
 # nodes, 1,000 spread conversations, only the leader, only the followers, a new
 # connection per request, and sends to a group of 100 across all nodes. ~8 runs of D each.
+# Each shape's run ends with a target line against 1.5x the bare raft measured before it.
 SHAPE_C ?= 64
-SHAPE_RUN = $(BIN)/imbench -nodes $(BENCH_NODES) -workload send_single -c $(SHAPE_C) -d $(D) -msg-bytes 300 -progress 0
+SHAPE_RUN = $(BIN)/imbench -nodes $(BENCH_NODES) -workload send_single -c $(SHAPE_C) -d $(D) -msg-bytes 300 -progress 0 \
+  -ceiling bench-results/shapes-ceiling-before.json
 bench-shapes: build
 	@mkdir -p bench-results
 	$(BIN)/raftceiling -c $(SHAPE_C) -d $(D) -bytes 300 -json bench-results/shapes-ceiling-before.json

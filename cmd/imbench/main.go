@@ -57,6 +57,7 @@ type options struct {
 	jsonOut     string
 	stale       bool
 	targets     bool
+	ceiling     map[int]float64 // -ceiling: bare raft's applies/s by concurrency
 	serverPprof string
 	cpuProfile  string
 	caCert      string
@@ -111,6 +112,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.jsonOut, "json", "", "write every run's results as JSON to this file")
 	fs.BoolVar(&o.stale, "stale", false, "send reads with X-Consistency: stale instead of linearizable")
 	fs.BoolVar(&o.targets, "targets", false, "check the runs against the performance targets (make bench)")
+	ceilings := fs.String("ceiling", "", "comma-separated bin/raftceiling -json files of this session: check every write run at c = 64 against 1.5x their mean applies/s")
 	fs.StringVar(&o.serverPprof, "server-pprof", "", "directory: fetch a CPU profile of every node over each run from /debug/pprof")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write imbench's own CPU profile to this file")
 	fs.IntVar(&o.hotConvs, "hot-convs", 0, "skew: -hot-frac of the single-chat sends and pulls go to the first hot-convs conversations, the rest to the others (0: spread evenly)")
@@ -131,6 +133,13 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("-cacert %s holds no PEM certificate", o.caCert)
 		}
 		o.tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if *ceilings != "" {
+		c, err := readCeilings(strings.Split(*ceilings, ","))
+		if err != nil {
+			return nil, fmt.Errorf("-ceiling: %w", err)
+		}
+		o.ceiling = c
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -311,7 +320,8 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	if o.targets {
 		rep.Targets = checkTargets(rep.Runs)
 	}
-	if len(rep.Runs) > 1 || o.targets {
+	rep.Targets = append(rep.Targets, checkCeiling(rep.Runs, o.ceiling)...)
+	if len(rep.Runs) > 1 || len(rep.Targets) > 0 {
 		rep.WriteSummary(stdout)
 	}
 	if o.jsonOut != "" {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,5 +161,50 @@ func TestFmtDur(t *testing.T) {
 		if got := fmtDur(d); got != want {
 			t.Errorf("fmtDur(%v): got %q, want %q", d, got, want)
 		}
+	}
+}
+
+// -ceiling averages the bare-raft files by concurrency and checks the write runs at c = 64
+// against 1.5 times that, with p99 at most 20 ms.
+func TestCheckCeiling(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i, perSecond := range []float64{9000, 11000} {
+		p := filepath.Join(dir, fmt.Sprintf("ceiling%d.json", i))
+		body := fmt.Sprintf(`[{"concurrency":16,"per_second":3000},{"concurrency":64,"per_second":%g}]`, perSecond)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	ceiling, err := readCeilings(paths)
+	if err != nil || ceiling[64] != 10000 || ceiling[16] != 3000 {
+		t.Fatalf("readCeilings: %v, %v; want 10000/s at 64 and 3000/s at 16", ceiling, err)
+	}
+	runs := []*Result{
+		{Workload: "send_single", Concurrency: 64, Throughput: 15500, Latency: Latency{P99Ms: 19}, Shape: "fast"},
+		{Workload: "send_single", Concurrency: 64, Throughput: 7300, Latency: Latency{P99Ms: 17}, Shape: "slow"},
+		{Workload: "send_group", GroupSize: 100, Concurrency: 64, Throughput: 16000, Latency: Latency{P99Ms: 25}, Shape: "late"},
+		{Workload: "send_single", Concurrency: 64, Throughput: 16000, Latency: Latency{P99Ms: 10}, Errors: 1, Shape: "errs"},
+		{Workload: "send_single", Concurrency: 16, Throughput: 9000, Shape: "c16"},
+		{Workload: "read_user", Concurrency: 64, Throughput: 30000, Shape: "reads"},
+	}
+	want := map[string]bool{"fast": true, "slow": false, "late": false, "errs": false}
+	got := checkCeiling(runs, ceiling)
+	if len(got) != len(want) {
+		t.Fatalf("got %d checks, want %d: %+v", len(got), len(want), got)
+	}
+	for _, c := range got {
+		_, shape, _ := strings.Cut(c.Name, " c=64 (")
+		shape, _, _ = strings.Cut(shape, ")")
+		if pass, ok := want[shape]; !ok || c.Pass != pass {
+			t.Errorf("%s: pass=%v (%s), want %v", c.Name, c.Pass, c.Got, pass)
+		}
+	}
+	if checkCeiling(runs, nil) != nil {
+		t.Errorf("checks without a ceiling")
+	}
+	if _, err := readCeilings([]string{filepath.Join(dir, "missing.json")}); err == nil {
+		t.Errorf("readCeilings of a missing file: no error")
 	}
 }

@@ -1,6 +1,10 @@
 package main
 
-import "fmt"
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
 
 // TargetCheck is one performance target of the issue, checked against the runs of an
 // invocation. Targets are for `make bench` (three nodes on one 2-core machine, 300-byte
@@ -82,6 +86,67 @@ func checkTargets(runs []*Result) []TargetCheck {
 			Pass: ratio <= groupCostMax && g.Errors == 0,
 			Got: fmt.Sprintf("%.2fx (%.0f/s vs %.0f/s; p50 %.2fms vs %.2fms)", ratio, g.Throughput, s.Throughput,
 				g.Latency.P50Ms, s.Latency.P50Ms),
+		})
+	}
+	return out
+}
+
+// Issue 12's c = 64 target: at least ceilingMin times the bare-raft ceiling measured in the
+// same session (bin/raftceiling, `make bench-ceiling`), with p99 at most ceilingMaxP99Ms.
+const (
+	ceilingC        = 64
+	ceilingMin      = 1.5
+	ceilingMaxP99Ms = 20
+)
+
+// readCeilings reads bin/raftceiling's -json files and returns the mean applies/s at each
+// concurrency (bench-shapes measures bare raft before and after the shapes).
+func readCeilings(paths []string) (map[int]float64, error) {
+	sum, n := map[int]float64{}, map[int]int{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		var runs []struct {
+			Concurrency int     `json:"concurrency"`
+			PerSecond   float64 `json:"per_second"`
+		}
+		if err := json.Unmarshal(b, &runs); err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		for _, r := range runs {
+			sum[r.Concurrency] += r.PerSecond
+			n[r.Concurrency]++
+		}
+	}
+	out := map[int]float64{}
+	for c, s := range sum {
+		out[c] = s / float64(n[c])
+	}
+	return out, nil
+}
+
+// checkCeiling checks every write run at c = 64 against the ceiling at 64, if there is one.
+func checkCeiling(runs []*Result, ceiling map[int]float64) []TargetCheck {
+	bare := ceiling[ceilingC]
+	if bare == 0 {
+		return nil
+	}
+	var out []TargetCheck
+	for _, r := range runs {
+		if r.Concurrency != ceilingC || (r.Workload != "send_single" && r.Workload != "send_group") {
+			continue
+		}
+		ratio, workload := r.Throughput/bare, r.Workload
+		if workload == "send_group" {
+			workload = fmt.Sprintf("send_group(%d)", r.GroupSize)
+		}
+		out = append(out, TargetCheck{
+			Name: fmt.Sprintf("%s c=%d (%s) >= %.1fx bare raft (%.0f/s), p99 <= %dms",
+				workload, ceilingC, r.Shape, ceilingMin, bare, ceilingMaxP99Ms),
+			Pass: ratio >= ceilingMin && r.Latency.P99Ms <= ceilingMaxP99Ms && r.Errors == 0,
+			Got:  fmt.Sprintf("%.0f/s = %.2fx bare raft, p99 %.2fms, %d errors", r.Throughput, ratio, r.Latency.P99Ms, r.Errors),
 		})
 	}
 	return out
