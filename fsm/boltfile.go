@@ -83,7 +83,7 @@ func checkBoltFile(path string) (boltMeta, error) {
 		return w.meta, err
 	}
 	defer w.f.Close()
-	return w.meta, w.shallow()
+	return w.meta, w.check(false)
 }
 
 // walkBoltFile checks what checkBoltFile does and every other page the file's root reaches,
@@ -95,7 +95,7 @@ func walkBoltFile(path string) error {
 		return err
 	}
 	defer w.f.Close()
-	return w.walk()
+	return w.check(true)
 }
 
 // bbolt's pages, as go.etcd.io/bbolt/internal/common lays them out. A page begins with a
@@ -133,7 +133,7 @@ type boltWalker struct {
 	f        *os.File
 	meta     boltMeta
 	pageSize uint64
-	// seen marks the pages found so far (walk only): in use, free, or the two metas.
+	// seen marks the pages found so far (check with descend): in use, free, or the two metas.
 	seen []uint64
 }
 
@@ -162,31 +162,14 @@ func newBoltWalker(path string) (*boltWalker, error) {
 	return w, nil
 }
 
-// shallow checks the root page's elements and the freelist, the pages every open and read
-// begins with.
-func (w *boltWalker) shallow() error {
-	root, err := w.page("root", w.meta.root, boltBranchPage|boltLeafPage)
-	if err != nil {
-		return err
+// check checks the freelist and the root page, the pages every open and read begins with,
+// and with descend every page the root reaches and that none is reached twice or is both
+// reached and free.
+func (w *boltWalker) check(descend bool) error {
+	if descend {
+		w.seen = make([]uint64, (w.meta.hwm+63)/64)
+		w.mark(0, 1) // the metas
 	}
-	if err := w.elements(root, w.meta.root, false, 0, false); err != nil {
-		return err
-	}
-	if w.meta.freelist == boltNoFreelist {
-		return nil
-	}
-	fl, err := w.page("freelist", w.meta.freelist, boltFreelistPage)
-	if err != nil {
-		return err
-	}
-	return w.freelist(fl)
-}
-
-// walk checks the freelist and every page the root reaches, and that no page is reached
-// twice or is both reached and free.
-func (w *boltWalker) walk() error {
-	w.seen = make([]uint64, (w.meta.hwm+63)/64)
-	w.mark(0, 1)
 	if w.meta.freelist != boltNoFreelist {
 		fl, err := w.page("freelist", w.meta.freelist, boltFreelistPage)
 		if err != nil {
@@ -196,7 +179,11 @@ func (w *boltWalker) walk() error {
 			return err
 		}
 	}
-	return w.tree("root", w.meta.root, 0)
+	root, err := w.page("root", w.meta.root, boltBranchPage|boltLeafPage)
+	if err != nil {
+		return err
+	}
+	return w.elements(root, w.meta.root, false, 0, descend)
 }
 
 // mark marks pages first to last as found and reports whether one already was.
@@ -209,26 +196,28 @@ func (w *boltWalker) mark(first, last uint64) (again bool) {
 	return again
 }
 
-// page reads page id with its overflow after checking its header: its type is exactly one
+// page reads page id, and its overflow after checking its header: its type is exactly one
 // of flags (bbolt compares a page's flags whole).
 func (w *boltWalker) page(what string, id uint64, flags uint16) ([]byte, error) {
 	if id < 2 || id >= w.meta.hwm {
 		return nil, fmt.Errorf("corrupt: %s page %d outside the file's %d pages", what, id, w.meta.hwm)
 	}
-	var h [boltPageHeader]byte
-	if _, err := w.f.ReadAt(h[:], int64(id*w.pageSize)); err != nil {
+	p := make([]byte, w.pageSize) // with its header; the overflow, if any, is read below
+	if _, err := w.f.ReadAt(p, int64(id*w.pageSize)); err != nil {
 		return nil, fmt.Errorf("corrupt: read %s page %d: %w", what, id, err)
 	}
-	got, gotFlags, overflow := binary.LittleEndian.Uint64(h[0:]), binary.LittleEndian.Uint16(h[8:]), uint64(binary.LittleEndian.Uint32(h[12:]))
+	got, gotFlags, overflow := binary.LittleEndian.Uint64(p[0:]), binary.LittleEndian.Uint16(p[8:]), uint64(binary.LittleEndian.Uint32(p[12:]))
 	if got != id || gotFlags&flags == 0 || gotFlags&(gotFlags-1) != 0 || id+overflow >= w.meta.hwm || (overflow+1)*w.pageSize > boltMaxSpan {
 		return nil, fmt.Errorf("corrupt: %s page %d reads as page %d with flags %#x and %d overflow pages", what, id, got, gotFlags, overflow)
 	}
 	if w.seen != nil && w.mark(id, id+overflow) {
 		return nil, fmt.Errorf("corrupt: %s page %d is reached twice, or is also free", what, id)
 	}
-	p := make([]byte, (overflow+1)*w.pageSize)
-	if _, err := w.f.ReadAt(p, int64(id*w.pageSize)); err != nil {
-		return nil, fmt.Errorf("corrupt: read %s page %d: %w", what, id, err)
+	if overflow > 0 {
+		p = append(p, make([]byte, overflow*w.pageSize)...)
+		if _, err := w.f.ReadAt(p[w.pageSize:], int64((id+1)*w.pageSize)); err != nil {
+			return nil, fmt.Errorf("corrupt: read %s page %d: %w", what, id, err)
+		}
 	}
 	return p, nil
 }
