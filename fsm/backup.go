@@ -98,7 +98,8 @@ var ErrFileInUse = errors.New("in use by a running node: stop it first")
 // CheckFile checks the bbolt file at path (a stopped node's fsm.db or raft.db) as `imnode
 // restore` checks a backup: every page, without bbolt (walkBoltFile), then bbolt's Tx.Check
 // and the top-level keys. It reads the whole file twice and changes nothing. A node checks
-// only the pages its open starts from (CheckBoltFile); this finds damage deeper in.
+// only the pages its open starts from (CheckBoltFile); this finds damage deeper in, and
+// says so as the node does (damaged).
 func CheckFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -113,9 +114,12 @@ func CheckFile(path string) error {
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fmt.Errorf("%s: %w", path, ErrFileInUse)
 	}
-	if err != nil {
-		return err
+	if err == nil { // an error now is the file's: it opened above
+		defer db.Close()
+		err = viewChecked(db, checkTx)
 	}
-	defer db.Close()
-	return viewChecked(db, checkTx)
+	if err != nil {
+		return damaged(path, err)
+	}
+	return nil
 }

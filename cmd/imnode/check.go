@@ -33,7 +33,7 @@ func check(args []string) error {
 		case errors.Is(err, fsm.ErrFileInUse):
 			return err
 		case err != nil:
-			fmt.Printf("%s: damaged: %v\n", path, err)
+			fmt.Println(err) // "PATH is damaged (…): what to do"
 			damaged = append(damaged, name)
 		default:
 			fmt.Printf("%s: whole (checked in %s)\n", path, time.Since(start).Round(time.Millisecond))
@@ -44,8 +44,7 @@ func check(args []string) error {
 	case found == 0:
 		return fmt.Errorf("%s holds no fsm.db or raft.db", dir)
 	case len(damaged) > 0:
-		return fmt.Errorf("%s damaged: move %s away and start the node again with -join (the leader sends it the state), "+
-			"or restore it from a backup", strings.Join(damaged, " and "), dir)
+		return fmt.Errorf("%s damaged", strings.Join(damaged, " and "))
 	}
 	return nil
 }

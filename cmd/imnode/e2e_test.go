@@ -336,7 +336,7 @@ func TestBackupRestoresIntoANewNode(t *testing.T) {
 	if err := os.Truncate(filepath.Join(dataDir, "fsm.db"), 3*int64(os.Getpagesize())); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := execOut(mustBinary(t), "check", "-data-dir", dataDir); err == nil || !strings.Contains(string(out), "fsm.db: damaged") {
+	if out, err := execOut(mustBinary(t), "check", "-data-dir", dataDir); err == nil || !strings.Contains(string(out), "fsm.db is damaged") {
 		t.Fatalf("imnode check of an fsm.db cut short: %v\n%s\nwant fsm.db damaged", err, out)
 	}
 }
