@@ -122,11 +122,4 @@ func FuzzPostRoutes(f *testing.F) {
 }
 
 // dataDigest is the FSM's DataDigest: what a request that fails must leave as it was.
-func (e *env) dataDigest() string {
-	e.t.Helper()
-	d, err := e.b.f.DataDigest()
-	if err != nil {
-		e.t.Fatalf("digest: %v", err)
-	}
-	return d
-}
+func (e *env) dataDigest() string { e.t.Helper(); return e.mustDigest(e.b.f.DataDigest) }

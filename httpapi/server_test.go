@@ -353,9 +353,12 @@ func (e *env) groupWithID(id, owner string, members ...string) {
 	}
 }
 
-func (e *env) digest() string {
+func (e *env) digest() string { e.t.Helper(); return e.mustDigest(e.b.f.Digest) }
+
+// mustDigest returns fn's digest (FSM.Digest or FSM.DataDigest) or fails the test.
+func (e *env) mustDigest(fn func() (string, error)) string {
 	e.t.Helper()
-	d, err := e.b.f.Digest()
+	d, err := fn()
 	if err != nil {
 		e.t.Fatalf("digest: %v", err)
 	}
