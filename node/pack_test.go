@@ -118,10 +118,10 @@ func TestConcurrentProposalsArePacked(t *testing.T) {
 	// Every proposed entry was seen passing through the leader's log store (or answered).
 	for _, n := range tc.nodes {
 		n.packer.mu.Lock()
-		left := len(n.packer.unstored)
+		left, unapplied := len(n.packer.unstored), len(n.packer.unapplied)
 		n.packer.mu.Unlock()
-		if left != 0 {
-			t.Fatalf("%s: %d entries proposed and never seen stored", n.ID(), left)
+		if left != 0 || unapplied != 0 {
+			t.Fatalf("%s: %d entries proposed and never seen stored, %d never answered", n.ID(), left, unapplied)
 		}
 	}
 	// Every message is there, in seq order, on every node, and the replicas agree.
@@ -234,6 +234,40 @@ func TestStoreSignalForgetsStoredEntries(t *testing.T) {
 	}
 	if len(p.unstored) != 0 {
 		t.Fatalf("after storing b: %d unstored", len(p.unstored))
+	}
+}
+
+// The next entry waits for the previous one to be applied, or only to be stored once
+// packEarly writes are queued; forget (the replies came back) frees it either way.
+func TestPackerWaitsForTheRoundUnlessAnEntryIsFull(t *testing.T) {
+	p := newPacker(&Node{})
+	a := []byte("entry a")
+	p.inFlight(a)
+	p.queue = make([]*packed, 1)
+	if !p.busy() {
+		t.Fatalf("a write proposed while a is not stored")
+	}
+	s := storeSignal{LogStore: raft.NewInmemStore(), p: p}
+	if err := s.StoreLog(&raft.Log{Index: 1, Type: raft.LogCommand, Data: a}); err != nil {
+		t.Fatal(err)
+	}
+	if !p.busy() {
+		t.Fatalf("one queued write proposed while a is stored but not applied")
+	}
+	p.queue = make([]*packed, packEarly)
+	if p.busy() {
+		t.Fatalf("%d queued writes wait for a stored entry to be applied", packEarly)
+	}
+	b := []byte("entry b")
+	p.inFlight(b)
+	if !p.busy() {
+		t.Fatalf("%d queued writes proposed while b is not stored", packEarly)
+	}
+	p.forget(a)
+	p.forget(b)
+	p.queue = p.queue[:1]
+	if p.busy() || len(p.unstored) != 0 || len(p.unapplied) != 0 {
+		t.Fatalf("after both were applied: busy, %d unstored, %d unapplied", len(p.unstored), len(p.unapplied))
 	}
 }
 
