@@ -20,7 +20,7 @@ func (g *Gateway) ServeWS(ctx *fasthttp.RequestCtx) {
 		g.refuse(ctx, "closing", fasthttp.StatusServiceUnavailable, 1801, "node shutting down: connect to another node")
 		return
 	case g.deps.Ready != nil && !g.deps.Ready():
-		g.refuse(ctx, "not_ready", fasthttp.StatusServiceUnavailable, 1801, "node is not part of a cluster with a leader: connect to another node")
+		g.refuse(ctx, "not_ready", fasthttp.StatusServiceUnavailable, 1801, "node is not ready (no leader known, or not caught up with it): connect to another node")
 		return
 	}
 	token := string(ctx.QueryArgs().Peek("token"))

@@ -266,6 +266,37 @@ func TestStatusListsConfiguredMembers(t *testing.T) {
 	}
 }
 
+// A follower is ready only while it has applied close to the leader's commit index, which
+// it asks the leader for: its own commit index is as far behind as its log.
+func TestFollowerReadyFollowsTheLeadersCommitIndex(t *testing.T) {
+	tc := mustCluster(t, 3)
+	l, f := tc.leader(), tc.follower()
+	deadline := time.Now().Add(5 * time.Second)
+	for !f.Ready() || !l.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within 5 s: leader %v, follower %v", l.Ready(), f.Ready())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	applied := f.fsm.AppliedIndex()
+	if f.raft.CommitIndex() > applied+readyLag {
+		t.Fatalf("the follower's own commit index %d is not within %d of its applied %d", f.raft.CommitIndex(), readyLag, applied)
+	}
+	// The leader's commit index is readyLag+1 entries past what the follower applied.
+	f.followerReads.fetch = func() (uint64, error) { return applied + readyLag + 1, nil }
+	if f.Ready() {
+		t.Fatalf("ready %d entries behind the leader's commit index", readyLag+1)
+	}
+	f.followerReads.fetch = func() (uint64, error) { return 0, errors.New("leader unreachable") }
+	if f.Ready() {
+		t.Fatalf("ready without an answer from the leader")
+	}
+	f.followerReads.fetch = f.forwardReadIndex
+	if !f.Ready() {
+		t.Fatalf("not ready with the leader's own answer")
+	}
+}
+
 func TestLeaderRefusesAnUndecodableForwardedCommand(t *testing.T) {
 	tc := mustCluster(t, 3)
 	l := tc.leader()
