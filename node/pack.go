@@ -67,10 +67,8 @@ type packer struct {
 	// unapplied holds the same for each proposed entry whose replies have not come back,
 	// with the number of writes it carries.
 	unapplied map[*byte]int
-	// unappliedWrites is the writes in the entries of unapplied.
-	unappliedWrites int
-	last            time.Time // when the last entry was proposed
-	wake            chan struct{}
+	last      time.Time // when the last entry was proposed
+	wake      chan struct{}
 }
 
 func newPacker(n *Node) *packer {
@@ -129,7 +127,6 @@ func (p *packer) forget(data []byte) {
 	}
 	p.mu.Lock()
 	delete(p.unstored, &data[0])
-	p.unappliedWrites -= p.unapplied[&data[0]]
 	delete(p.unapplied, &data[0])
 	p.mu.Unlock()
 	p.signal()
@@ -200,10 +197,20 @@ func (p *packer) propose(data []byte, batch []*packed) {
 
 // busy tells whether the next entry must wait for those in flight (called under p.mu).
 func (p *packer) busy() bool {
-	if n := len(p.queue); n >= packEarly || n+p.unappliedWrites < p.n.cfg.Raft.PackRoundFrom {
+	if len(p.queue) >= packEarly || p.outstanding() < p.n.cfg.Raft.PackRoundFrom {
 		return len(p.unstored) > 0
 	}
 	return len(p.unapplied) > 0
+}
+
+// outstanding is the number of writes queued or in entries not yet applied (called under
+// p.mu; there are one or two such entries, more only after maxPackHold).
+func (p *packer) outstanding() int {
+	n := len(p.queue)
+	for _, writes := range p.unapplied {
+		n += writes
+	}
+	return n
 }
 
 // inFlight records data, an entry about to be proposed, as neither stored nor applied
@@ -211,7 +218,6 @@ func (p *packer) busy() bool {
 func (p *packer) inFlight(data []byte, writes int) {
 	p.unstored[&data[0]] = struct{}{}
 	p.unapplied[&data[0]] = writes
-	p.unappliedWrites += writes
 	p.last = time.Now()
 }
 

@@ -118,10 +118,10 @@ func TestConcurrentProposalsArePacked(t *testing.T) {
 	// Every proposed entry was seen passing through the leader's log store (or answered).
 	for _, n := range tc.nodes {
 		n.packer.mu.Lock()
-		left, unapplied, writes := len(n.packer.unstored), len(n.packer.unapplied), n.packer.unappliedWrites
+		left, unapplied := len(n.packer.unstored), len(n.packer.unapplied)
 		n.packer.mu.Unlock()
-		if left != 0 || unapplied != 0 || writes != 0 {
-			t.Fatalf("%s: %d entries proposed and never seen stored, %d never answered (%d writes)", n.ID(), left, unapplied, writes)
+		if left != 0 || unapplied != 0 {
+			t.Fatalf("%s: %d entries proposed and never seen stored, %d never answered", n.ID(), left, unapplied)
 		}
 	}
 	// Every message is there, in seq order, on every node, and the replicas agree.
@@ -274,8 +274,8 @@ func TestPackerWaitsForTheRoundUnlessFewWritesOrAFullEntry(t *testing.T) {
 	p.forget(a)
 	p.forget(b)
 	p.queue = p.queue[:1]
-	if p.busy() || len(p.unstored) != 0 || len(p.unapplied) != 0 || p.unappliedWrites != 0 {
-		t.Fatalf("after both were applied: busy, %d unstored, %d unapplied (%d writes)", len(p.unstored), len(p.unapplied), p.unappliedWrites)
+	if p.busy() || len(p.unstored) != 0 || len(p.unapplied) != 0 || p.outstanding() != 1 {
+		t.Fatalf("after both were applied: busy, %d unstored, %d unapplied, %d writes outstanding", len(p.unstored), len(p.unapplied), p.outstanding())
 	}
 
 	// With few writes outstanding, the next entry waits only for the previous one's append.
@@ -289,8 +289,8 @@ func TestPackerWaitsForTheRoundUnlessFewWritesOrAFullEntry(t *testing.T) {
 		t.Fatalf("%d writes outstanding: a queued write waits for the stored c to be applied", packRoundFrom-1)
 	}
 	p.forget(c)
-	if p.unappliedWrites != 0 {
-		t.Fatalf("after c was applied: %d writes in flight", p.unappliedWrites)
+	if got := p.outstanding(); got != 1 {
+		t.Fatalf("after c was applied: %d writes outstanding, want the queued one", got)
 	}
 
 	// With raft.packRoundFrom 0 (the default), even one write waits for the round.
