@@ -197,7 +197,8 @@ func (p *packer) propose(data []byte, batch []*packed) {
 
 // busy tells whether the next entry must wait for those in flight (called under p.mu).
 func (p *packer) busy() bool {
-	if len(p.queue) >= packEarly || p.outstanding() < p.n.cfg.Raft.PackRoundFrom {
+	from := p.n.cfg.Raft.PackRoundFrom
+	if len(p.queue) >= packEarly || (from > 0 && p.outstanding() < from) {
 		return len(p.unstored) > 0
 	}
 	return len(p.unapplied) > 0
