@@ -108,13 +108,6 @@ type Raft struct {
 	// packing stop on a packed entry, so set it while a cluster is upgraded to this version
 	// and clear it once every node runs it.
 	NoCommandPacking bool `yaml:"noCommandPacking"`
-	// PackRoundFrom is how many writes, queued or in entries not yet applied, the leader
-	// must hold before the next packed entry waits for the previous one to be applied
-	// (its whole commit round). Below it, the next entry leaves once the previous one is
-	// in the leader's log, and the rounds overlap. 0, the default, always waits: the
-	// fewest entries and the least CPU per write, best where the CPU is the limit; 8 gave
-	// about a fifth more throughput at 4 to 8 writers where fsyncs take milliseconds.
-	PackRoundFrom int `yaml:"packRoundFrom"`
 }
 
 // Log configures log/slog output.
@@ -387,8 +380,6 @@ func (c Config) Validate() error {
 		return errors.New("raft.stateSendRate must be 0 (no cap) or a rate in MiB/s")
 	case c.Raft.MaxAppendEntries < 1 || c.Raft.MaxAppendEntries > 1024:
 		return errors.New("raft.maxAppendEntries must be 1 to 1024")
-	case c.Raft.PackRoundFrom < 0 || c.Raft.PackRoundFrom > 64:
-		return errors.New("raft.packRoundFrom must be 0 (always wait for the previous entry's round) to 64")
 	case c.Log.Format != "text" && c.Log.Format != "json":
 		return errors.New("log.format must be text or json")
 	case (c.TLS.CertFile == "") != (c.TLS.KeyFile == ""):

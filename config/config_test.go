@@ -92,20 +92,6 @@ func TestValidateRefuses(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("raft.stateSendRate 0 refused: %v", err)
 	}
-	for _, n := range []int{-1, 65} {
-		bad = Default()
-		bad.Raft.PackRoundFrom = n
-		if err := bad.Validate(); err == nil {
-			t.Fatalf("raft.packRoundFrom %d accepted", n)
-		}
-	}
-	for _, n := range []int{0, 8, 64} {
-		ok = Default()
-		ok.Raft.PackRoundFrom = n
-		if err := ok.Validate(); err != nil {
-			t.Fatalf("raft.packRoundFrom %d refused: %v", n, err)
-		}
-	}
 }
 
 // TestGossipKeyRequiredOffLoopback: with every example key replaced, a node on a public

@@ -22,16 +22,12 @@ import (
 // log, its fsyncs, replication and the followers' appends are paid per entry, not per
 // write. A quiet cluster sees the same entries as before.
 //
-// Three things cut the wait short, so that the round does not become the limit when the
-// disks are. In the first two the next entry leaves as soon as the previous one is written
-// to this node's log (storeSignal sees it pass through StoreLogs), and its commit round
-// overlaps the previous one's:
-//   - while fewer than raft.packRoundFrom writes are queued or in flight (0 by default:
-//     never). The next entry then carries a few writes whatever it waits for, and where
-//     fsyncs take milliseconds and the CPU is idle, waiting for the whole round costs
-//     latency (about a fifth of the throughput at 4 writers) and saves CPU nobody needs;
-//     where the CPU is the limit, as with three nodes on two cores, waiting is faster;
-//   - once packEarly writes are queued: per-entry costs are already small at that size;
+// Two things cut the wait short, so that the round does not become the limit when the
+// disks are:
+//   - once packEarly writes are queued, the next entry leaves as soon as the previous one
+//     is written to this node's log (storeSignal sees it pass through StoreLogs), and its
+//     commit round overlaps the previous one's: per-entry costs are already small at
+//     that size, and waiting longer would only add latency;
 //   - after maxPackHold the next entry leaves regardless.
 //
 // Waiting for the previous entry to be stored only (the rule before) gave entries of ~12
@@ -64,15 +60,14 @@ type packer struct {
 	// unstored holds the first data byte of each proposed entry that has not reached this
 	// node's log yet (raft stores the slice given to Apply as the entry's Data).
 	unstored map[*byte]struct{}
-	// unapplied holds the same for each proposed entry whose replies have not come back,
-	// with the number of writes it carries.
-	unapplied map[*byte]int
+	// unapplied holds the same for each proposed entry whose replies have not come back.
+	unapplied map[*byte]struct{}
 	last      time.Time // when the last entry was proposed
 	wake      chan struct{}
 }
 
 func newPacker(n *Node) *packer {
-	return &packer{n: n, unstored: map[*byte]struct{}{}, unapplied: map[*byte]int{}, wake: make(chan struct{}, 1)}
+	return &packer{n: n, unstored: map[*byte]struct{}{}, unapplied: map[*byte]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
 func (p *packer) signal() {
@@ -143,8 +138,8 @@ func (w *packed) wait(ctx context.Context) internalReply {
 }
 
 // send proposes what is queued, an entry at a time, each once the previous one is applied
-// (or stored, with fewer than raft.packRoundFrom writes outstanding or packEarly queued;
-// or maxPackHold has passed), until the queue is empty.
+// (or stored, with packEarly writes queued; or maxPackHold has passed), until the queue is
+// empty.
 func (p *packer) send() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -175,7 +170,7 @@ func (p *packer) send() {
 			continue
 		}
 		p.mu.Lock()
-		p.inFlight(data, len(batch))
+		p.inFlight(data)
 		p.mu.Unlock()
 		p.propose(data, batch)
 	}
@@ -197,28 +192,17 @@ func (p *packer) propose(data []byte, batch []*packed) {
 
 // busy tells whether the next entry must wait for those in flight (called under p.mu).
 func (p *packer) busy() bool {
-	from := p.n.cfg.Raft.PackRoundFrom
-	if len(p.queue) >= packEarly || (from > 0 && p.outstanding() < from) {
+	if len(p.queue) >= packEarly {
 		return len(p.unstored) > 0
 	}
 	return len(p.unapplied) > 0
 }
 
-// outstanding is the number of writes queued or in entries not yet applied (called under
-// p.mu; there are one or two such entries, more only after maxPackHold).
-func (p *packer) outstanding() int {
-	n := len(p.queue)
-	for _, writes := range p.unapplied {
-		n += writes
-	}
-	return n
-}
-
 // inFlight records data, an entry about to be proposed, as neither stored nor applied
 // (called under p.mu, before Apply: raft may store it before Apply returns).
-func (p *packer) inFlight(data []byte, writes int) {
+func (p *packer) inFlight(data []byte) {
 	p.unstored[&data[0]] = struct{}{}
-	p.unapplied[&data[0]] = writes
+	p.unapplied[&data[0]] = struct{}{}
 	p.last = time.Now()
 }
 
@@ -231,7 +215,7 @@ func (p *packer) submitOne(cmd []byte) *packed {
 		return p.submit([][]byte{cmd})[0]
 	}
 	w := &packed{cmd: cmd, done: make(chan internalReply, 1)}
-	p.inFlight(cmd, 1)
+	p.inFlight(cmd)
 	p.mu.Unlock()
 	p.propose(cmd, []*packed{w})
 	return w

@@ -237,71 +237,38 @@ func TestStoreSignalForgetsStoredEntries(t *testing.T) {
 	}
 }
 
-// The next entry waits for the previous one to be applied once raft.packRoundFrom writes
-// are queued or in flight, and only for it to be stored with fewer, or with packEarly
-// queued; forget (the replies came back) frees it either way.
-func TestPackerWaitsForTheRoundUnlessFewWritesOrAFullEntry(t *testing.T) {
-	const packRoundFrom = 8
-	n := &Node{}
-	n.cfg.Raft.PackRoundFrom = packRoundFrom
-	p := newPacker(n)
-	s := storeSignal{LogStore: raft.NewInmemStore(), p: p}
-	store := func(index uint64, data []byte) {
-		t.Helper()
-		if err := s.StoreLog(&raft.Log{Index: index, Type: raft.LogCommand, Data: data}); err != nil {
-			t.Fatal(err)
-		}
-	}
+// The next entry waits for the previous one to be applied, or only to be stored once
+// packEarly writes are queued; forget (the replies came back) frees it either way.
+func TestPackerWaitsForTheRoundUnlessAnEntryIsFull(t *testing.T) {
+	p := newPacker(&Node{})
 	a := []byte("entry a")
-	p.inFlight(a, packRoundFrom-1)
+	p.inFlight(a)
 	p.queue = make([]*packed, 1)
 	if !p.busy() {
 		t.Fatalf("a write proposed while a is not stored")
 	}
-	store(1, a)
+	s := storeSignal{LogStore: raft.NewInmemStore(), p: p}
+	if err := s.StoreLog(&raft.Log{Index: 1, Type: raft.LogCommand, Data: a}); err != nil {
+		t.Fatal(err)
+	}
 	if !p.busy() {
-		t.Fatalf("%d writes outstanding: a queued write proposed while a is stored but not applied", packRoundFrom)
+		t.Fatalf("one queued write proposed while a is stored but not applied")
 	}
 	p.queue = make([]*packed, packEarly)
 	if p.busy() {
 		t.Fatalf("%d queued writes wait for a stored entry to be applied", packEarly)
 	}
 	b := []byte("entry b")
-	p.inFlight(b, packEarly)
+	p.inFlight(b)
 	if !p.busy() {
 		t.Fatalf("%d queued writes proposed while b is not stored", packEarly)
 	}
 	p.forget(a)
 	p.forget(b)
 	p.queue = p.queue[:1]
-	if p.busy() || len(p.unstored) != 0 || len(p.unapplied) != 0 || p.outstanding() != 1 {
-		t.Fatalf("after both were applied: busy, %d unstored, %d unapplied, %d writes outstanding", len(p.unstored), len(p.unapplied), p.outstanding())
+	if p.busy() || len(p.unstored) != 0 || len(p.unapplied) != 0 {
+		t.Fatalf("after both were applied: busy, %d unstored, %d unapplied", len(p.unstored), len(p.unapplied))
 	}
-
-	// With few writes outstanding, the next entry waits only for the previous one's append.
-	c := []byte("entry c")
-	p.inFlight(c, packRoundFrom-2)
-	if !p.busy() {
-		t.Fatalf("a write proposed while c is not stored")
-	}
-	store(2, c)
-	if p.busy() {
-		t.Fatalf("%d writes outstanding: a queued write waits for the stored c to be applied", packRoundFrom-1)
-	}
-	p.forget(c)
-	if got := p.outstanding(); got != 1 {
-		t.Fatalf("after c was applied: %d writes outstanding, want the queued one", got)
-	}
-
-	// With raft.packRoundFrom 0 (the default), even one write waits for the round.
-	n.cfg.Raft.PackRoundFrom = 0
-	d := []byte("entry d")
-	p.inFlight(d, 1)
-	store(3, d)
-	if !p.busy() {
-		t.Fatalf("packRoundFrom 0: a queued write proposed while d is stored but not applied")
-	}
-	p.forget(d)
 }
 
 // With raft.noCommandPacking every write is an entry of its own (for upgrades from nodes
