@@ -190,21 +190,21 @@ const (
 	readyCatch = time.Second
 )
 
-// Ready reports whether the node knows a leader and has applied within readyLag entries
-// of the leader's commit index. A follower asks the leader for that index, with the
-// read-index call that linearizable reads make (and shared with them): its own commit
-// index only moves with the entries it receives, so it is as far behind as its log. A
-// node that had just joined, been wiped, or restarted far behind counted as caught up
-// while it was still receiving the state (a wiped node answered /readyz with 200 for the
-// 98 s it took to receive a 5.8 GB fsm.db). A follower that cannot reach the leader within
-// readyAsk is not ready either.
+// Ready reports whether the node knows a leader and has applied the leader's commit index:
+// at once if it is within readyLag entries of it, or else within readyCatch. A caller that
+// is not answered at once may wait up to readyAsk + readyCatch.
 //
-// A node more than readyLag entries behind is ready if it applies the leader's commit
-// index within readyCatch. Under a heavy load of small entries (raft.noCommandPacking,
-// ~6,400 entries/s) the applied index of a node that is keeping up trails by an fsm.db
-// group commit and the entries in replication, more than readyLag, and /readyz answered
-// 503 a quarter of the time on every node; a node receiving a state or a long log does
-// not catch up within a second.
+// A follower asks the leader for that index, with the read-index call that linearizable
+// reads make (and shared with them): its own commit index only moves with the entries it
+// receives, so it is as far behind as its log (a wiped node answered /readyz 200 for the
+// 98 s it took to receive a 5.8 GB fsm.db). A follower that cannot reach the leader within
+// readyAsk is not ready.
+//
+// readyCatch is there for heavy loads of small entries (raft.noCommandPacking, ~6,400
+// entries/s): the applied index of a node that keeps up then trails by an fsm.db group
+// commit and the entries in replication, more than readyLag (/readyz answered 503 a
+// quarter of the time on every node). A node receiving a state or a long log does not
+// catch up within a second.
 func (n *Node) Ready() bool {
 	if n.Leader() == "" {
 		return false

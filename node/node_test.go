@@ -282,7 +282,8 @@ func TestFollowerReadyFollowsTheLeadersCommitIndex(t *testing.T) {
 	if f.raft.CommitIndex() > applied+readyLag {
 		t.Fatalf("the follower's own commit index %d is not within %d of its applied %d", f.raft.CommitIndex(), readyLag, applied)
 	}
-	// The leader's commit index is readyLag+1 entries past what the follower applied.
+	// The leader's commit index is readyLag+1 entries past what the follower applied, and
+	// no write brings the follower there within readyCatch.
 	f.followerReads.fetch = func() (uint64, error) { return applied + readyLag + 1, nil }
 	if f.Ready() {
 		t.Fatalf("ready %d entries behind the leader's commit index", readyLag+1)
