@@ -183,36 +183,36 @@ const (
 	// readyLag is how many entries behind the leader's commit index a node may have
 	// applied and be ready at once.
 	readyLag = 64
-	// readyAsk bounds how long a follower's Ready waits for the leader's commit index.
-	readyAsk = time.Second
-	// readyCatch is how long a node further behind than readyLag may take to apply the
-	// leader's commit index and still be ready.
-	readyCatch = time.Second
+	// readyWait bounds how long Ready may take when the node is not ready at once: asking
+	// the leader for its commit index and applying up to it both fit in it. It is under a
+	// second, the timeout of a Kubernetes probe by default, so a probe gets a 503 rather
+	// than a timeout, and a WebSocket client is refused within it.
+	readyWait = 800 * time.Millisecond
 )
 
 // Ready reports whether the node knows a leader and has applied the leader's commit index:
-// at once if it is within readyLag entries of it, or else within readyCatch. A caller that
-// is not answered at once may wait up to readyAsk + readyCatch.
+// at once if it is within readyLag entries of it, or else within readyWait (which also
+// bounds the question to the leader).
 //
 // A follower asks the leader for that index, with the read-index call that linearizable
 // reads make (and shared with them): its own commit index only moves with the entries it
 // receives, so it is as far behind as its log (a wiped node answered /readyz 200 for the
 // 98 s it took to receive a 5.8 GB fsm.db). A follower that cannot reach the leader within
-// readyAsk is not ready.
+// readyWait is not ready.
 //
-// readyCatch is there for heavy loads of small entries (raft.noCommandPacking, ~6,400
-// entries/s): the applied index of a node that keeps up then trails by an fsm.db group
-// commit and the entries in replication, more than readyLag (/readyz answered 503 a
+// The wait to apply is there for heavy loads of small entries (raft.noCommandPacking,
+// ~6,400 entries/s): the applied index of a node that keeps up then trails by an fsm.db
+// group commit and the entries in replication, more than readyLag (/readyz answered 503 a
 // quarter of the time on every node). A node receiving a state or a long log does not
-// catch up within a second.
+// catch up within readyWait.
 func (n *Node) Ready() bool {
 	if n.Leader() == "" {
 		return false
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyWait)
+	defer cancel()
 	commit := n.raft.CommitIndex()
 	if !n.IsLeader() {
-		ctx, cancel := context.WithTimeout(context.Background(), readyAsk)
-		defer cancel()
 		idx, err := n.followerReads.get(ctx)
 		if err != nil {
 			return false
@@ -222,8 +222,6 @@ func (n *Node) Ready() bool {
 	if n.fsm.AppliedIndex()+readyLag >= commit {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), readyCatch)
-	defer cancel()
 	return n.waitApplied(ctx, commit) == nil
 }
 

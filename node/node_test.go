@@ -283,7 +283,7 @@ func TestFollowerReadyFollowsTheLeadersCommitIndex(t *testing.T) {
 		t.Fatalf("the follower's own commit index %d is not within %d of its applied %d", f.raft.CommitIndex(), readyLag, applied)
 	}
 	// The leader's commit index is readyLag+1 entries past what the follower applied, and
-	// no write brings the follower there within readyCatch.
+	// no write brings the follower there within readyWait.
 	f.followerReads.fetch = func() (uint64, error) { return applied + readyLag + 1, nil }
 	if f.Ready() {
 		t.Fatalf("ready %d entries behind the leader's commit index", readyLag+1)
@@ -296,11 +296,35 @@ func TestFollowerReadyFollowsTheLeadersCommitIndex(t *testing.T) {
 	if !f.Ready() {
 		t.Fatalf("not ready with the leader's own answer")
 	}
+	// A node that is not ready says so within readyWait, whether the leader answers late
+	// with an index the node does not reach or never answers: the whole of Ready fits in a
+	// probe's one-second timeout.
+	stuck := make(chan struct{})
+	defer close(stuck)
+	for _, c := range []struct {
+		name  string
+		fetch func() (uint64, error)
+	}{
+		{"a late answer, an index not reached", func() (uint64, error) {
+			time.Sleep(readyWait / 2)
+			return applied + readyLag + 1, nil
+		}},
+		{"no answer", func() (uint64, error) { <-stuck; return 0, errors.New("stopped") }},
+	} {
+		f.followerReads.fetch = c.fetch
+		start := time.Now()
+		if f.Ready() {
+			t.Fatalf("%s: ready", c.name)
+		}
+		if took := time.Since(start); took > readyWait+150*time.Millisecond {
+			t.Fatalf("%s: not ready after %v, want within readyWait (%v)", c.name, took, readyWait)
+		}
+	}
 }
 
 // A node that keeps up with a burst of entries is ready while its applied index trails the
 // leader's commit index by more than readyLag, since it applies that index within
-// readyCatch. (Under raft.noCommandPacking at ~6,400 entries/s, /readyz answered 503 on
+// readyWait. (Under raft.noCommandPacking at ~6,400 entries/s, /readyz answered 503 on
 // every node a quarter of the time.)
 func TestReadyWhileApplyingABurst(t *testing.T) {
 	tc := mustCluster(t, 3)
