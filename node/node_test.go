@@ -282,9 +282,9 @@ func TestFollowerReadyFollowsTheLeadersCommitIndex(t *testing.T) {
 	if f.raft.CommitIndex() > applied+readyLag {
 		t.Fatalf("the follower's own commit index %d is not within %d of its applied %d", f.raft.CommitIndex(), readyLag, applied)
 	}
-	// The leader's commit index is readyLag+1 entries past what the follower applied, and
-	// no write brings the follower there within readyWait.
-	f.followerReads.fetch = func() (uint64, error) { return applied + readyLag + 1, nil }
+	// The leader's commit index is readyLag+1 entries past what the follower has applied
+	// when it asks, and no write brings the follower there within readyWait.
+	f.followerReads.fetch = func() (uint64, error) { return f.fsm.AppliedIndex() + readyLag + 1, nil }
 	if f.Ready() {
 		t.Fatalf("ready %d entries behind the leader's commit index", readyLag+1)
 	}
@@ -307,7 +307,7 @@ func TestFollowerReadyFollowsTheLeadersCommitIndex(t *testing.T) {
 	}{
 		{"a late answer, an index not reached", func() (uint64, error) {
 			time.Sleep(readyWait / 2)
-			return applied + readyLag + 1, nil
+			return f.fsm.AppliedIndex() + 10*readyLag, nil
 		}},
 		{"no answer", func() (uint64, error) { <-stuck; return 0, errors.New("stopped") }},
 	} {
