@@ -148,6 +148,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyValidated$$' -fuzztime $(FUZZTIME) ./fsm/
 	$(GO) test -run '^$$' -fuzz '^FuzzPostRoutes$$' -fuzztime $(FUZZTIME) ./httpapi/
 	$(GO) test -run '^$$' -fuzz '^FuzzRestoreBackup$$' -fuzztime $(FUZZTIME) ./fsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzScanContent$$' -fuzztime $(FUZZTIME) ./httpapi/
 
 lint:
 	$(GO) vet $(PKGS)
