@@ -156,7 +156,7 @@ func scanContent(content []byte) (compact []byte, c contentFields, ok bool) {
 			out = append(out, b)
 		}
 	}
-	return out, c, depth == 0 && len(out) > 0 && out[0] == '{'
+	return out, c, depth == 0
 }
 
 // stringEnd returns the index of the quote that closes the string opening at content[i],
