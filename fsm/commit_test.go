@@ -123,6 +123,60 @@ func TestGroupCommitInterval(t *testing.T) {
 	}
 }
 
+// A read that waits for applied entries has their group committed once the committer has
+// rested twice as long as its last commit took, not four times: here 2 s against 4 s.
+func TestGroupCommitSoonerForAWaitingRead(t *testing.T) {
+	h := groupHarness(t, Options{})
+	h.register("a", "b")
+	h.f.Flush()
+	lastCommitTook := func(d time.Duration) {
+		h.f.txMu.Lock()
+		defer h.f.txMu.Unlock()
+		h.f.lastCommit, h.f.lastCommitTook = time.Now(), d
+	}
+	waitRead := func(index uint64) time.Duration {
+		t.Helper()
+		start := time.Now()
+		if err := h.f.WaitApplied(ctxTimeout(t), index); err != nil {
+			t.Fatalf("WaitApplied(%d): %v", index, err)
+		}
+		return time.Since(start)
+	}
+
+	// The entry is applied before the read comes.
+	lastCommitTook(time.Second)
+	h.send("a", "b", SessionSingle, "hi")
+	if d := waitRead(h.index); d > 3500*time.Millisecond {
+		t.Fatalf("a read waited %v for an applied entry, the committer's rest without reads being 4 s", d)
+	}
+	if want := h.f.readWant.Load(); want != 0 {
+		t.Fatalf("after the commit a read still waits for %d", want)
+	}
+
+	// The read comes first and waits for the next entry; Apply wakes the committer.
+	lastCommitTook(time.Second)
+	next := h.index + 1
+	done := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		err := h.f.WaitApplied(ctxTimeout(t), next)
+		if err != nil {
+			t.Errorf("WaitApplied(%d): %v", next, err)
+		}
+		done <- time.Since(start)
+	}()
+	for h.f.readWant.Load() < next {
+		time.Sleep(time.Millisecond)
+	}
+	h.send("a", "b", SessionSingle, "hi again")
+	if h.index != next {
+		t.Fatalf("the send was applied at %d, the read waits for %d", h.index, next)
+	}
+	if d := <-done; d > 3500*time.Millisecond {
+		t.Fatalf("a read waited %v for an entry applied after it came", d)
+	}
+}
+
 func ctxTimeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)

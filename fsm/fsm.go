@@ -576,6 +576,7 @@ func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 // entries to itself, so index must be one the FSM receives (or use raft's own applied index
 // for a commit index that may be a no-op's).
 func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	asked := false
 	for {
 		// Take the channel before reading the index: a batch that lands in between closes
 		// this very channel, so the wake-up cannot be lost.
@@ -584,6 +585,10 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 		f.notifyMu.Unlock()
 		if f.applied.Load() >= index {
 			return nil
+		}
+		if !asked {
+			f.wantRead(index)
+			asked = true
 		}
 		select {
 		case <-ch:
