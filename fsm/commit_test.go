@@ -177,6 +177,35 @@ func TestGroupCommitSoonerForAWaitingRead(t *testing.T) {
 	}
 }
 
+// BatchApplied wakes its waiters once a batch is applied, before the batch is committed.
+func TestBatchAppliedClosesOnApplyNotCommit(t *testing.T) {
+	h := groupHarness(t, Options{})
+	h.register("a", "b")
+	h.f.Flush()
+	h.holdCommits()
+	ch := h.f.BatchApplied()
+	select {
+	case <-ch:
+		t.Fatalf("closed before any batch")
+	default:
+	}
+	committed := h.f.AppliedIndex()
+	h.send("a", "b", SessionSingle, "hi")
+	select {
+	case <-ch:
+	default:
+		t.Fatalf("not closed after a batch was applied")
+	}
+	if got := h.f.AppliedIndex(); got != committed {
+		t.Fatalf("the batch was committed (applied index %d, was %d): the test shows nothing", got, committed)
+	}
+	select {
+	case <-h.f.BatchApplied():
+		t.Fatalf("the next batch's channel is closed already")
+	default:
+	}
+}
+
 func ctxTimeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)

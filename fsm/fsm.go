@@ -100,16 +100,18 @@ type FSM struct {
 	applied atomic.Uint64
 	idem    idemIndex
 	regs    regCache
-	// notify is closed and replaced after every commit so WaitApplied wakes without polling.
-	notifyMu sync.Mutex
-	notify   chan struct{}
+	// notify is closed and replaced after every commit so WaitApplied wakes without polling;
+	// batchApplied after every batch ApplyBatch applies, committed or not (BatchApplied).
+	notifyMu     sync.Mutex
+	notify       chan struct{}
+	batchApplied chan struct{}
 
 	commitState
 }
 
 // Open opens (or creates) the bbolt file at path.
 func Open(path string, opts Options) (*FSM, error) {
-	f := &FSM{path: path, opts: opts, log: opts.Logger, notify: make(chan struct{})}
+	f := &FSM{path: path, opts: opts, log: opts.Logger, notify: make(chan struct{}), batchApplied: make(chan struct{})}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -281,7 +283,20 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	} else if f.opts.CommitDelay > 0 {
 		f.kickCommitter()
 	}
+	f.notifyMu.Lock()
+	close(f.batchApplied)
+	f.batchApplied = make(chan struct{})
+	f.notifyMu.Unlock()
 	return out
+}
+
+// BatchApplied returns a channel that is closed once ApplyBatch has applied its next batch
+// (committed or not): raft has then dispatched every entry up to that batch's last, which
+// lets a caller that waits for raft's applied index wake without polling.
+func (f *FSM) BatchApplied() <-chan struct{} {
+	f.notifyMu.Lock()
+	defer f.notifyMu.Unlock()
+	return f.batchApplied
 }
 
 // apply runs logs in the open transaction under txMu. It returns the group it committed

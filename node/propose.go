@@ -146,11 +146,17 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	if n.fsm.AppliedIndex() >= index {
 		return nil
 	}
-	for tick := time.Millisecond; n.raft.AppliedIndex() < index; {
+	for tick := time.Millisecond; ; {
+		// Taken before the check: a batch applied in between closes this very channel.
+		batch := n.fsm.BatchApplied()
+		if n.raft.AppliedIndex() >= index {
+			break
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(tick):
+		case <-batch: // raft dispatched a batch: the FSM entries up to index are most likely among them
+		case <-time.After(tick): // index may be a no-op or barrier entry, which the FSM never sees
 		}
 		if tick < 10*time.Millisecond {
 			tick *= 2
