@@ -30,6 +30,17 @@ func (h *harness) holdCommits() {
 	h.f.lastCommit, h.f.lastCommitTook = time.Now(), h.f.opts.CommitDelay
 }
 
+// heldPairHarness is a group harness whose users a and b are committed, with the committer
+// holding the next group for its whole CommitDelay.
+func heldPairHarness(t *testing.T) *harness {
+	t.Helper()
+	h := groupHarness(t, Options{})
+	h.register("a", "b")
+	h.f.Flush()
+	h.holdCommits()
+	return h
+}
+
 // crash drops the open group as a process crash would: nothing of it reaches the file.
 func (h *harness) crash() {
 	h.t.Helper()
@@ -179,10 +190,7 @@ func TestGroupCommitSoonerForAWaitingRead(t *testing.T) {
 
 // BatchApplied wakes its waiters once a batch is applied, before the batch is committed.
 func TestBatchAppliedClosesOnApplyNotCommit(t *testing.T) {
-	h := groupHarness(t, Options{})
-	h.register("a", "b")
-	h.f.Flush()
-	h.holdCommits()
+	h := heldPairHarness(t)
 	ch := h.f.BatchApplied()
 	select {
 	case <-ch:
@@ -213,10 +221,7 @@ func ctxTimeout(t *testing.T) context.Context {
 }
 
 func TestGroupCommitCrashReplaysFromTheLog(t *testing.T) {
-	h := groupHarness(t, Options{})
-	h.register("a", "b")
-	h.f.Flush()
-	h.holdCommits()
+	h := heldPairHarness(t)
 	committed := h.f.AppliedIndex()
 	var replay []*raft.Log
 	var first []*Result
@@ -261,10 +266,7 @@ func TestGroupCommitCrashReplaysFromTheLog(t *testing.T) {
 }
 
 func TestGroupCommitSnapshotHoldsTheOpenGroup(t *testing.T) {
-	h := groupHarness(t, Options{})
-	h.register("a", "b")
-	h.f.Flush()
-	h.holdCommits()
+	h := heldPairHarness(t)
 	h.send("a", "b", SessionSingle, "one")
 	h.send("a", "b", SessionSingle, "two")
 	if h.f.AppliedIndex() == h.index {
