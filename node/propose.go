@@ -157,9 +157,9 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 			return ctx.Err()
 		case <-batch: // raft dispatched a batch: the FSM entries up to index are most likely among them
 		case <-time.After(tick): // index may be a no-op or barrier entry, which the FSM never sees
-		}
-		if tick < 10*time.Millisecond {
-			tick *= 2
+			if tick < 10*time.Millisecond {
+				tick *= 2
+			}
 		}
 	}
 	return n.fsm.WaitApplied(ctx, n.lastFSMEntry(index))
