@@ -146,7 +146,12 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	if n.fsm.AppliedIndex() >= index {
 		return nil
 	}
-	for tick := time.Millisecond; ; {
+	// One timer for the whole wait: every batch the FSM applies wakes the loop, and a timer
+	// made per wake-up would be garbage at the rate of batches times waiting reads.
+	tick := time.Millisecond
+	timer := time.NewTimer(tick)
+	defer timer.Stop()
+	for {
 		// Taken before the check: a batch applied in between closes this very channel.
 		batch := n.fsm.BatchApplied()
 		if n.raft.AppliedIndex() >= index {
@@ -156,10 +161,11 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-batch: // raft dispatched a batch: the FSM entries up to index are most likely among them
-		case <-time.After(tick): // index may be a no-op or barrier entry, which the FSM never sees
+		case <-timer.C: // index may be a no-op or barrier entry, which the FSM never sees
 			if tick < 10*time.Millisecond {
 				tick *= 2
 			}
+			timer.Reset(tick)
 		}
 	}
 	return n.fsm.WaitApplied(ctx, n.lastFSMEntry(index))
