@@ -225,15 +225,24 @@ func Encode(t CommandType, key []byte, body interface{}) ([]byte, error) {
 	if len(key) != 0 && len(key) != IdemKeyLen {
 		return nil, fmt.Errorf("idempotency key must be %d bytes, got %d", IdemKeyLen, len(key))
 	}
-	// The msgpack encoder writes from the start of the slice it is given (it resets it to
-	// [:0]), so the body is encoded on its own and appended after the header.
-	enc, err := EncodeValue(body)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", t, err)
+	// A fast type is appended right after the header. The msgpack encoder writes from the
+	// start of the slice it is given (it resets it to [:0]), so anything else is encoded on
+	// its own and copied after the header.
+	n, fast := fastSize(body)
+	var enc []byte
+	if !fast {
+		var err error
+		if enc, err = EncodeValue(body); err != nil {
+			return nil, fmt.Errorf("encode %s: %w", t, err)
+		}
+		n = len(enc)
 	}
-	out := make([]byte, 0, 2+len(key)+len(enc))
+	out := make([]byte, 0, 2+len(key)+n)
 	out = append(out, byte(t), byte(len(key)))
 	out = append(out, key...)
+	if fast {
+		return fastAppend(out, body), nil
+	}
 	return append(out, enc...), nil
 }
 

@@ -44,30 +44,161 @@ const (
 	mpNegFix   = 0xe0
 )
 
-// fastEncode encodes v if it is one of the fast types; ok is false otherwise.
+// fastEncode encodes v if it is one of the fast types; ok is false otherwise. The slice is
+// allocated once, at fastSize.
 func fastEncode(v interface{}) (b []byte, ok bool) {
+	n, ok := fastSize(v)
+	if !ok {
+		return nil, false
+	}
+	return fastAppend(make([]byte, 0, n), v), true
+}
+
+// fastAppend appends v, one of the types fastSize accepts, to b.
+func fastAppend(b []byte, v interface{}) []byte {
 	switch x := v.(type) {
 	case *Message:
-		return appendMessage(make([]byte, 0, 96+len(x.Content)), x), true
+		return appendMessage(b, x)
 	case *SendMessage:
-		return appendSendMessage(make([]byte, 0, 64+len(x.Content)), x), true
+		return appendSendMessage(b, x)
 	case SendMessage: // the API proposes it by value
-		return appendSendMessage(make([]byte, 0, 64+len(x.Content)), &x), true
+		return appendSendMessage(b, &x)
 	case *convRec:
-		return appendConvRec(make([]byte, 0, 16+9*len(x.Tail)), x), true
+		return appendConvRec(b, x)
+	case *Result:
+		return appendResult(b, x)
+	case [][]byte:
+		return appendSlice(b, x, appendBin)
+	}
+	panic("fsm: fastAppend of a value fastSize refuses")
+}
+
+// fastSize is the length of v's encoding if v is one of the fast types (a Result only
+// without Results); ok is false otherwise. It follows the writers below.
+func fastSize(v interface{}) (n int, ok bool) {
+	switch x := v.(type) {
+	case *Message:
+		return messageSize(x), true
+	case *SendMessage:
+		return sendMessageSize(x), true
+	case SendMessage:
+		return sendMessageSize(&x), true
+	case *convRec:
+		return 1 + uintSize(x.MaxSeq) + intSize(x.LastSendTime) + sliceSize(x.Pair, strSize) +
+			sliceSize(x.Tail, uintSize) + uintSize(x.MinSeq), true
 	case *Result:
 		if x.Results != nil {
-			return nil, false
+			return 0, false
 		}
-		return appendResult(make([]byte, 0, 64), x), true
+		return 1 + strSize(x.Err) + strSize(x.UID) + uintSize(x.RegIndex) + strSize(x.GroupID) + strSize(x.MsgID) +
+			intSize(x.SendTime) + uintSize(x.Seq) + strSize(x.ConversationID) + sliceSize(x.Failed, strSize) +
+			1 + 1 + intSize(int64(x.Pruned)), true
 	case [][]byte:
-		n := 5
-		for _, c := range x {
-			n += 5 + len(c)
-		}
-		return appendSlice(make([]byte, 0, n), x, appendBin), true
+		return sliceSize(x, binSize), true
 	}
-	return nil, false
+	return 0, false
+}
+
+func messageSize(m *Message) int {
+	return 1 + strSize(m.ConversationID) + uintSize(m.Seq) + strSize(m.MsgID) + strSize(m.SendID) +
+		strSize(m.RecvID) + strSize(m.SenderNickName) + strSize(m.SenderFaceURL) +
+		intSize(int64(m.SessionType)) + intSize(int64(m.ContentType)) + binSize(m.Content) +
+		sliceSize(m.ForceList, strSize) + intSize(m.SendTime) + 1 + strSize(m.RevokerUID) + intSize(m.RevokeTime)
+}
+
+func sendMessageSize(c *SendMessage) int {
+	return 1 + strSize(c.MsgID) + strSize(c.SendID) + strSize(c.RecvID) + strSize(c.SenderNickName) +
+		strSize(c.SenderFaceURL) + intSize(int64(c.SessionType)) + intSize(int64(c.ContentType)) +
+		binSize(c.Content) + sliceSize(c.ForceList, strSize)
+}
+
+// Sizes of the writers' output, for fastSize.
+
+func sliceSize[T any](s []T, size func(T) int) int {
+	if s == nil {
+		return 1
+	}
+	n := arrayLenSize(len(s))
+	for _, v := range s {
+		n += size(v)
+	}
+	return n
+}
+
+func arrayLenSize(n int) int {
+	switch {
+	case n < 16:
+		return 1
+	case n <= math.MaxUint16:
+		return 3
+	default:
+		return 5
+	}
+}
+
+func strSize(s string) int {
+	switch n := len(s); {
+	case n < 32:
+		return 1 + n
+	case n <= math.MaxUint8:
+		return 2 + n
+	case n <= math.MaxUint16:
+		return 3 + n
+	default:
+		return 5 + n
+	}
+}
+
+func binSize(v []byte) int {
+	switch n := len(v); {
+	case v == nil:
+		return 1
+	case n <= math.MaxUint8:
+		return 2 + n
+	case n <= math.MaxUint16:
+		return 3 + n
+	default:
+		return 5 + n
+	}
+}
+
+func uintSize(u uint64) int {
+	switch {
+	case u <= math.MaxInt8:
+		return 1
+	case u <= math.MaxUint8:
+		return 2
+	case u <= math.MaxUint16:
+		return 3
+	case u <= math.MaxUint32:
+		return 5
+	default:
+		return 9
+	}
+}
+
+func intSize(i int64) int {
+	switch {
+	case i > math.MaxInt8:
+		switch {
+		case i <= math.MaxInt16:
+			return 3
+		case i <= math.MaxInt32:
+			return 5
+		default:
+			return 9
+		}
+	case i >= -32:
+		return 1
+	case i >= math.MinInt8:
+		return 2
+	case i >= math.MinInt16:
+		return 3
+	case i >= math.MinInt32:
+		return 5
+	default:
+		return 9
+	}
 }
 
 // fastDecode decodes b into v if v is one of the fast types. It returns errSlowPath when v

@@ -156,6 +156,9 @@ func TestFastCodecMatchesReflection(t *testing.T) {
 			if _, ok := fastEncode(c.v); !ok {
 				t.Fatalf("%T did not take the fast path", c.v)
 			}
+			if n, _ := fastSize(c.v); len(got) != n {
+				t.Fatalf("%T #%d: %d bytes encoded, fastSize said %d", c.v, i, len(got), n)
+			}
 			if !bytes.Equal(got, want) {
 				t.Fatalf("%T #%d: fast bytes differ from mh's\nfast %x\nmh   %x", c.v, i, head(got), head(want))
 			}
@@ -174,6 +177,34 @@ func TestFastCodecMatchesReflection(t *testing.T) {
 }
 
 func head(b []byte) []byte { return b[:min(len(b), 80)] }
+
+// TestFastEncodingAllocatesOnce: a message write encodes its command, its record and its
+// result each into one allocation of the right size, not one that append must grow.
+func TestFastEncodingAllocatesOnce(t *testing.T) {
+	content := bytes.Repeat([]byte("x"), 300)
+	send := &SendMessage{MsgID: "2ac5f0eb180226b957dff73f9f66efa0", SendID: "imb00001", RecvID: "imb00002",
+		SessionType: SessionSingle, ContentType: 101, Content: content}
+	m := &Message{ConversationID: "si_imb00001_imb00002", Seq: 123456, MsgID: send.MsgID, SendID: send.SendID,
+		RecvID: send.RecvID, SessionType: SessionSingle, ContentType: 101, Content: content,
+		SendTime: 1796552738329490924}
+	res := &Result{MsgID: m.MsgID, SendTime: m.SendTime, Seq: m.Seq, ConversationID: m.ConversationID}
+	rec := &convRec{MaxSeq: 9, LastSendTime: m.SendTime, Pair: []string{m.SendID, m.RecvID}, Tail: []uint64{1, 2, 3}}
+	key := idemKey("once")
+	for name, encode := range map[string]func() error{
+		"command": func() error { _, err := Encode(CmdSendMessage, key, send); return err },
+		"message": func() error { _, err := EncodeValue(m); return err },
+		"result":  func() error { _, err := EncodeValue(res); return err },
+		"record":  func() error { _, err := EncodeValue(rec); return err },
+	} {
+		if n := testing.AllocsPerRun(100, func() {
+			if err := encode(); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 1 {
+			t.Errorf("%s: %v allocations, want 1", name, n)
+		}
+	}
+}
 
 // TestFastDecodeOlderShorterRecords: a record written before its last fields existed (a
 // shorter array) decodes with those fields zero, as mh decodes it.
