@@ -157,10 +157,11 @@ type Config struct {
 	ApplyTimeout Duration `yaml:"applyTimeout"`
 	// ReadTimeout bounds how long a linearizable read waits for the leader's commit index.
 	ReadTimeout Duration `yaml:"readTimeout"`
-	// FSMCommitDelay is the longest gap between two commits of fsm.db under load: applied
-	// entries wait in one open transaction for a group commit (0: commit every raft batch).
-	// Writes are acknowledged before it (they are durable in the raft log); linearizable
-	// reads and WebSocket delivery wait for it.
+	// FSMCommitDelay is the longest gap between two commits of fsm.db while there are
+	// writes: applied entries wait in one open transaction for a group commit (0: commit
+	// every raft batch). Writes are acknowledged before it (they are durable in the raft
+	// log); linearizable reads and WebSocket delivery wait for it, and shorten the gap
+	// (fsm/commit.go).
 	FSMCommitDelay Duration `yaml:"fsmCommitDelay"`
 	// MetricsToken, when true, puts /metrics behind the admin token.
 	MetricsRequireToken bool `yaml:"metricsRequireToken"`

@@ -17,15 +17,22 @@ import (
 // batch made those commits the largest cost of a node (CPU profiles in the README).
 //
 // So the apply goroutine applies batch after batch into one open write transaction, and the
-// committer goroutine commits it, then waits four times as long as that commit took (at
-// most CommitDelay) before the next: cheap commits on a quiet node follow each other
-// closely (a lone write is not held back), and expensive ones under load are spaced out so
-// that each carries more, with the committer busy at most a fifth of the time. A read
-// that waits for entries of the open group halves that rest (see lingerLocked). A
-// group of maxGroupEntries is committed at once. The busier the node, the larger the
-// groups; a commit's cost grows with the distinct pages it writes, far slower than with its
-// entries (BenchmarkApplySingleChats: 4.8 pages per message in groups of 16, 1.8 in groups
-// of 1,024).
+// committer goroutine commits it. How long it rests after a commit depends on who waits
+// for the next (see lingerLocked):
+//   - nobody: CommitDelay. Writes are answered once applied, not committed, so only the
+//     commit's readers notice when it comes;
+//   - the gateway, for the group's messages or notices, or the users it deleted (their
+//     cached tokens are cleared at the commit): four times as long as the last commit
+//     took, at most CommitDelay. Cheap commits on a quiet node follow each other closely,
+//     and expensive ones under load are spaced out so that each carries more, with the
+//     committer busy at most a fifth of the time;
+//   - a read, for entries of the open group: twice as long as the last commit took.
+//
+// The rest counts from the end of the last commit, so a write after a quiet spell is
+// committed at once. A group of maxGroupEntries is committed at once. The busier the node,
+// the larger the groups; a commit's cost grows with the distinct pages it writes, far
+// slower than with its entries (BenchmarkApplySingleChats: 4.8 pages per message in groups
+// of 16, 1.8 in groups of 1,024).
 //
 // This is safe because an entry reaches the FSM only once it is durable in a quorum's raft
 // logs, this node's own included. ApplyBatch may return (and raft answer the client) before
@@ -289,20 +296,37 @@ func (f *FSM) commitLoop() {
 
 // lingerLocked is how long the committer should leave g open: zero to commit now.
 //
-// A group that a read waits for (readWant) waits only twice as long as the last commit
-// took, not four times: the read waits less for entries already applied, while the
-// committer, which holds txMu and so holds up Apply, stays busy at most a third of the time
-// under reads (a fifth without them). Resting only once as long (half the time busy) made
-// reads faster still but sends slower (README, "Reads commit sooner").
+// A commit holds txMu and so holds up Apply: on a node that commits often, a write that
+// comes during a commit waits for its fsyncs. Resting the whole CommitDelay when nobody
+// waits made sends alone 14-15% faster at c = 1 and c = 64 (README, "Commits at
+// leisure"). A group that a read waits for (readWant) waits only twice as long as the last
+// commit took, not four times: the committer is then busy at most a third of the time.
+// Resting only once as long (half the time busy) made reads faster still but sends slower
+// (README, "Reads commit sooner").
 func (f *FSM) lingerLocked(g *group) time.Duration {
 	if f.flushReq || g.entries >= maxGroupEntries {
 		return 0
 	}
-	gap := min(f.opts.CommitDelay, 4*f.lastCommitTook)
+	gap := f.opts.CommitDelay
+	if f.awaitedLocked(g) {
+		gap = min(gap, 4*f.lastCommitTook)
+	}
 	if want := f.readWant.Load(); want != 0 && g.last >= want {
 		gap = min(gap, 2*f.lastCommitTook)
 	}
 	return gap - time.Since(f.lastCommit)
+}
+
+// awaitedLocked reports whether the world outside waits for g's commit, reads apart: for
+// the users it deleted, or for its messages and notices if anyone listens for them.
+func (f *FSM) awaitedLocked(g *group) bool {
+	if len(g.eff.deleted) > 0 {
+		return true
+	}
+	if len(g.eff.msgs) == 0 && len(g.eff.notices) == 0 {
+		return false
+	}
+	return f.opts.Listening == nil || f.opts.Listening()
 }
 
 // wantRead records that a read waits for index to be committed, and wakes the committer

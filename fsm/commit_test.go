@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,6 +186,47 @@ func TestGroupCommitSoonerForAWaitingRead(t *testing.T) {
 	}
 	if d := <-done; d > 3500*time.Millisecond {
 		t.Fatalf("a read waited %v for an entry applied after it came", d)
+	}
+}
+
+// A group that nobody waits for rests the whole CommitDelay (here an hour). One whose
+// messages a listener waits for, or that deleted a user, rests four times as long as the
+// last commit took (here 4 × 100 ms).
+func TestGroupCommitAtLeisureUnlessAwaited(t *testing.T) {
+	var listening atomic.Bool
+	h := groupHarness(t, Options{Listening: listening.Load})
+	h.register("a", "b", "c")
+	h.f.Flush()
+	lastCommitTook := func(d time.Duration) {
+		h.f.txMu.Lock()
+		defer h.f.txMu.Unlock()
+		h.f.lastCommit, h.f.lastCommitTook = time.Now(), d
+	}
+	committedWithin := func(d time.Duration) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		for ctx.Err() == nil && h.f.AppliedIndex() < h.index {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return h.f.AppliedIndex() >= h.index
+	}
+
+	lastCommitTook(100 * time.Millisecond)
+	h.send("a", "b", SessionSingle, "nobody listens")
+	if committedWithin(time.Second) {
+		t.Fatal("a message nobody listens for was committed within a second, not at leisure")
+	}
+	listening.Store(true)
+	h.send("a", "b", SessionSingle, "someone listens") // Apply wakes the committer
+	if !committedWithin(3 * time.Second) {
+		t.Fatal("messages a listener waits for were not committed within 3 s (400 ms expected)")
+	}
+
+	listening.Store(false)
+	lastCommitTook(100 * time.Millisecond)
+	h.mustApply(CmdDeleteUsers, &DeleteUsers{UIDs: []string{"c"}})
+	if !committedWithin(3 * time.Second) {
+		t.Fatal("a user's deletion was not committed within 3 s (400 ms expected)")
 	}
 }
 

@@ -27,9 +27,14 @@ type Options struct {
 	// OnNotices, if set, is called after commit with the notices a batch produced (see
 	// Notice), in log order, after OnCommit for the same batch.
 	OnNotices func(notices []Notice)
+	// Listening, if set, reports whether OnCommit and OnNotices have anyone to tell (the
+	// gateway: whether it holds a connection). A group whose messages and notices nobody
+	// listens for is committed at leisure (see lingerLocked). Unset, they always hurry it.
+	Listening func() bool
 	// CommitDelay, if positive, turns on group commit: batches go into one open write
-	// transaction, which a background goroutine commits at most once per CommitDelay (see
-	// commit.go). Zero commits every batch before ApplyBatch returns.
+	// transaction, which a background goroutine commits at least once per CommitDelay
+	// while there are batches (see commit.go). Zero commits every batch before ApplyBatch
+	// returns.
 	CommitDelay time.Duration
 }
 

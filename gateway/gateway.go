@@ -240,10 +240,15 @@ func (g *Gateway) OnNotices(notices []fsm.Notice) {
 	g.enqueue(event{notices: notices})
 }
 
+// Listening is the FSM's fsm.Options.Listening: whether the gateway would route a batch
+// now (it is started and holds a connection). While it does not, the FSM need not hurry
+// its commits for pushes.
+func (g *Gateway) Listening() bool { return g.started.Load() && g.nconns.Load() > 0 }
+
 func (g *Gateway) enqueue(ev event) {
 	// With no connection nobody can miss the batch: a connection registers before it
 	// reads its starting point, so whatever was applied before then is in that read.
-	if !g.started.Load() || g.nconns.Load() == 0 {
+	if !g.Listening() {
 		return
 	}
 	select {

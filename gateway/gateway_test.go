@@ -52,6 +52,28 @@ func TestLivePushSingleAndGroup(t *testing.T) {
 	dave.quiet(50 * time.Millisecond)
 }
 
+// The FSM hurries its commits for pushes only while Listening: from a connection's
+// registration until it is gone.
+func TestListeningWhileConnected(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.register("alice")
+	if h.gw.Listening() {
+		t.Fatal("listening with no connection")
+	}
+	alice := h.mustDial("tok:alice")
+	if !h.gw.Listening() {
+		t.Fatal("not listening with a connection open")
+	}
+	_ = alice.ws.Close()
+	deadline := time.Now().Add(wait)
+	for h.gw.Listening() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still listening %v after the only connection closed", wait)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestGroupRoutingBothWays(t *testing.T) {
 	// Few connected uids, big group: probe each uid. Many connected uids, small group:
 	// scan the group. Both must reach exactly the connected members.
