@@ -112,7 +112,11 @@ func sendMessageSize(c *SendMessage) int {
 		binSize(c.Content) + sliceSize(c.ForceList, strSize)
 }
 
-// Sizes of the writers' output, for fastSize.
+// Sizes of the writers' output, for fastSize. Each runs the writer of a header or number
+// into an array on the stack, so a size cannot disagree with what is written.
+
+// scratch holds the longest header or number: a marker and 8 bytes.
+type scratch [9]byte
 
 func sliceSize[T any](s []T, size func(T) int) int {
 	if s == nil {
@@ -125,81 +129,11 @@ func sliceSize[T any](s []T, size func(T) int) int {
 	return n
 }
 
-func arrayLenSize(n int) int {
-	switch {
-	case n < 16:
-		return 1
-	case n <= math.MaxUint16:
-		return 3
-	default:
-		return 5
-	}
-}
-
-func strSize(s string) int {
-	switch n := len(s); {
-	case n < 32:
-		return 1 + n
-	case n <= math.MaxUint8:
-		return 2 + n
-	case n <= math.MaxUint16:
-		return 3 + n
-	default:
-		return 5 + n
-	}
-}
-
-func binSize(v []byte) int {
-	switch n := len(v); {
-	case v == nil:
-		return 1
-	case n <= math.MaxUint8:
-		return 2 + n
-	case n <= math.MaxUint16:
-		return 3 + n
-	default:
-		return 5 + n
-	}
-}
-
-func uintSize(u uint64) int {
-	switch {
-	case u <= math.MaxInt8:
-		return 1
-	case u <= math.MaxUint8:
-		return 2
-	case u <= math.MaxUint16:
-		return 3
-	case u <= math.MaxUint32:
-		return 5
-	default:
-		return 9
-	}
-}
-
-func intSize(i int64) int {
-	switch {
-	case i > math.MaxInt8:
-		switch {
-		case i <= math.MaxInt16:
-			return 3
-		case i <= math.MaxInt32:
-			return 5
-		default:
-			return 9
-		}
-	case i >= -32:
-		return 1
-	case i >= math.MinInt8:
-		return 2
-	case i >= math.MinInt16:
-		return 3
-	case i >= math.MinInt32:
-		return 5
-	default:
-		return 9
-	}
-}
+func arrayLenSize(n int) int { var h scratch; return len(appendArrayLen(h[:0], n)) }
+func strSize(s string) int   { var h scratch; return len(appendStrHead(h[:0], len(s))) + len(s) }
+func binSize(v []byte) int   { var h scratch; return len(appendBinHead(h[:0], v)) + len(v) }
+func uintSize(u uint64) int  { var h scratch; return len(appendUint(h[:0], u)) }
+func intSize(i int64) int    { var h scratch; return len(appendInt(h[:0], i)) }
 
 // fastDecode decodes b into v if v is one of the fast types. It returns errSlowPath when v
 // is not, or when b holds something only the reflection codec reads; v is then unchanged.
@@ -386,35 +320,36 @@ func appendArrayLen(b []byte, n int) []byte {
 	}
 }
 
-func appendStr(b []byte, s string) []byte {
-	n := len(s)
+func appendStr(b []byte, s string) []byte { return append(appendStrHead(b, len(s)), s...) }
+
+func appendStrHead(b []byte, n int) []byte {
 	switch {
 	case n < 32:
-		b = append(b, mpFixStr|byte(n))
+		return append(b, mpFixStr|byte(n))
 	case n <= math.MaxUint8:
-		b = append(b, mpStr8, byte(n))
+		return append(b, mpStr8, byte(n))
 	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, mpStr16), uint16(n))
+		return binary.BigEndian.AppendUint16(append(b, mpStr16), uint16(n))
 	default:
-		b = binary.BigEndian.AppendUint32(append(b, mpStr32), uint32(n))
+		return binary.BigEndian.AppendUint32(append(b, mpStr32), uint32(n))
 	}
-	return append(b, s...)
 }
 
-func appendBin(b []byte, v []byte) []byte {
+func appendBin(b []byte, v []byte) []byte { return append(appendBinHead(b, v), v...) }
+
+// appendBinHead writes the header of v, or nil for a nil slice.
+func appendBinHead(b []byte, v []byte) []byte {
 	if v == nil {
 		return append(b, mpNil)
 	}
-	n := len(v)
-	switch {
+	switch n := len(v); {
 	case n <= math.MaxUint8:
-		b = append(b, mpBin8, byte(n))
+		return append(b, mpBin8, byte(n))
 	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, mpBin16), uint16(n))
+		return binary.BigEndian.AppendUint16(append(b, mpBin16), uint16(n))
 	default:
-		b = binary.BigEndian.AppendUint32(append(b, mpBin32), uint32(n))
+		return binary.BigEndian.AppendUint32(append(b, mpBin32), uint32(n))
 	}
-	return append(b, v...)
 }
 
 // appendSlice writes s as an array of elements written by elem, or nil for a nil slice.
