@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"math/rand"
 	"reflect"
@@ -156,11 +157,15 @@ func TestFastCodecMatchesReflection(t *testing.T) {
 			if _, ok := fastEncode(c.v); !ok {
 				t.Fatalf("%T did not take the fast path", c.v)
 			}
-			if n, _ := fastSize(c.v); len(got) != n {
-				t.Fatalf("%T #%d: %d bytes encoded, fastSize said %d", c.v, i, len(got), n)
+			if n, _ := fastSize(c.v); len(got) != n || cap(got) != n {
+				t.Fatalf("%T #%d: %d bytes encoded into a slice of capacity %d, fastSize said %d", c.v, i, len(got), cap(got), n)
 			}
 			if !bytes.Equal(got, want) {
 				t.Fatalf("%T #%d: fast bytes differ from mh's\nfast %x\nmh   %x", c.v, i, head(got), head(want))
+			}
+			key := idemKey(fmt.Sprint(i))
+			if cmd, err := Encode(CmdSendMessage, key, c.v); err != nil || !bytes.Equal(cmd, append(append([]byte{byte(CmdSendMessage), IdemKeyLen}, key...), want...)) || cap(cmd) != len(cmd) {
+				t.Fatalf("%T #%d: Encode wrote %x (capacity %d, err %v), not the header and mh's bytes", c.v, i, head(cmd), cap(cmd), err)
 			}
 			fast, slow := c.new(), c.new()
 			if err := fastDecode(want, fast); err != nil {
