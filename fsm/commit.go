@@ -75,8 +75,9 @@ type commitState struct {
 	lastCommit     time.Time
 	lastCommitTook time.Duration
 
-	// readWant is the highest index a read waits for (WaitApplied) that no commit has
-	// reached yet; 0: none. A group that holds it is committed sooner (see lingerLocked).
+	// readWant is the highest index a read waits for (WaitApplied) that the applied index
+	// has not reached yet; 0: none. A group that holds it is committed sooner (see
+	// lingerLocked). setApplied clears it, after a commit or a restore.
 	readWant atomic.Uint64
 
 	kick     chan struct{} // wakes the committer; buffered, one pending wake-up is enough
@@ -217,9 +218,6 @@ func (f *FSM) commitLocked() *group {
 	}
 	if fn := f.observe.Load(); fn != nil {
 		(*fn)(g.entries, time.Since(start))
-	}
-	if want := f.readWant.Load(); want != 0 && g.last >= want {
-		f.readWant.CompareAndSwap(want, 0) // a read that raised it meanwhile keeps its own
 	}
 	f.setApplied(g.last)
 	return g

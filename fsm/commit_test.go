@@ -189,6 +189,29 @@ func TestGroupCommitSoonerForAWaitingRead(t *testing.T) {
 	}
 }
 
+// A restore that moves the applied index past a waiting read's index answers the read and
+// clears readWant, so that the next group is not hurried for a read already answered.
+func TestRestorePastAWaitingReadClearsIt(t *testing.T) {
+	src := newHarness(t)
+	src.register("a", "b", "c")
+	data := mustState(t, src.f)
+
+	h := groupHarness(t, Options{})
+	h.register("x")
+	done := make(chan error, 1)
+	go func() { done <- h.f.WaitApplied(ctxTimeout(t), src.index) }()
+	for h.f.readWant.Load() < src.index {
+		time.Sleep(time.Millisecond)
+	}
+	mustRestore(t, h.f, data)
+	if err := <-done; err != nil {
+		t.Fatalf("the read waiting for %d: %v", src.index, err)
+	}
+	if want := h.f.readWant.Load(); want != 0 {
+		t.Fatalf("after the restore to %d a read still waits for %d", h.f.AppliedIndex(), want)
+	}
+}
+
 // A group that nobody waits for rests the whole CommitDelay (here an hour). One whose
 // messages a listener waits for, or that deleted a user, rests four times as long as the
 // last commit took (here 4 × 100 ms).

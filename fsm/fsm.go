@@ -361,6 +361,9 @@ func (f *FSM) apply(logs []*raft.Log, out []interface{}) *group {
 
 func (f *FSM) setApplied(index uint64) {
 	f.applied.Store(index)
+	if want := f.readWant.Load(); want != 0 && index >= want {
+		f.readWant.CompareAndSwap(want, 0) // a read that raised it meanwhile keeps its own
+	}
 	f.notifyMu.Lock()
 	close(f.notify)
 	f.notify = make(chan struct{})
