@@ -253,6 +253,31 @@ func TestGroupCommitAtLeisureUnlessAwaited(t *testing.T) {
 	}
 }
 
+// A signal wakes everyone who waited before a broadcast, and only them; a broadcast that
+// nobody waits for makes no channel.
+func TestSignal(t *testing.T) {
+	var s signal
+	s.broadcast()
+	if s.ch != nil {
+		t.Fatal("a broadcast with no waiter made a channel")
+	}
+	a, b := s.wait(), s.wait()
+	if a != b {
+		t.Fatal("two waiters before one broadcast got different channels")
+	}
+	s.broadcast()
+	select {
+	case <-a:
+	default:
+		t.Fatal("the broadcast did not close the waiters' channel")
+	}
+	select {
+	case <-s.wait():
+		t.Fatal("a waiter after the broadcast was woken by it")
+	default:
+	}
+}
+
 // BatchApplied wakes its waiters once a batch is applied, before the batch is committed.
 func TestBatchAppliedClosesOnApplyNotCommit(t *testing.T) {
 	h := heldPairHarness(t)

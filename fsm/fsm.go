@@ -105,18 +105,18 @@ type FSM struct {
 	applied atomic.Uint64
 	idem    idemIndex
 	regs    regCache
-	// notify is closed and replaced after every commit so WaitApplied wakes without polling;
+	// committed is broadcast after every commit, so WaitApplied wakes without polling;
 	// batchApplied after every batch ApplyBatch applies, committed or not (BatchApplied).
 	notifyMu     sync.Mutex
-	notify       chan struct{}
-	batchApplied chan struct{}
+	committed    signal
+	batchApplied signal
 
 	commitState
 }
 
 // Open opens (or creates) the bbolt file at path.
 func Open(path string, opts Options) (*FSM, error) {
-	f := &FSM{path: path, opts: opts, log: opts.Logger, notify: make(chan struct{}), batchApplied: make(chan struct{})}
+	f := &FSM{path: path, opts: opts, log: opts.Logger}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -289,8 +289,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		f.kickCommitter()
 	}
 	f.notifyMu.Lock()
-	close(f.batchApplied)
-	f.batchApplied = make(chan struct{})
+	f.batchApplied.broadcast()
 	f.notifyMu.Unlock()
 	return out
 }
@@ -301,7 +300,27 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 func (f *FSM) BatchApplied() <-chan struct{} {
 	f.notifyMu.Lock()
 	defer f.notifyMu.Unlock()
-	return f.batchApplied
+	return f.batchApplied.wait()
+}
+
+// signal wakes every goroutine waiting on it at once: broadcast closes the channel that
+// wait handed out. The channel is made only when someone waits, so a broadcast that nobody
+// waits for (most batches and commits of a write load) allocates nothing. The caller
+// guards it with a mutex (notifyMu).
+type signal struct{ ch chan struct{} }
+
+func (s *signal) wait() <-chan struct{} {
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *signal) broadcast() {
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
 }
 
 // apply runs logs in the open transaction under txMu. It returns the group it committed
@@ -365,8 +384,7 @@ func (f *FSM) setApplied(index uint64) {
 		f.readWant.CompareAndSwap(want, 0) // a read that raised it meanwhile keeps its own
 	}
 	f.notifyMu.Lock()
-	close(f.notify)
-	f.notify = make(chan struct{})
+	f.committed.broadcast()
 	f.notifyMu.Unlock()
 }
 
@@ -604,7 +622,7 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 		// Take the channel before reading the index: a batch that lands in between closes
 		// this very channel, so the wake-up cannot be lost.
 		f.notifyMu.Lock()
-		ch := f.notify
+		ch := f.committed.wait()
 		f.notifyMu.Unlock()
 		if f.applied.Load() >= index {
 			return nil
