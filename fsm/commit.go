@@ -21,11 +21,11 @@ import (
 // for the next (see lingerLocked):
 //   - nobody: CommitDelay. Writes are answered once applied, not committed, so only the
 //     commit's readers notice when it comes;
-//   - the gateway, for the group's messages or notices, or the users it deleted (their
-//     cached tokens are cleared at the commit): four times as long as the last commit
-//     took, at most CommitDelay. Cheap commits on a quiet node follow each other closely,
-//     and expensive ones under load are spaced out so that each carries more, with the
-//     committer busy at most a fifth of the time;
+//   - the gateway, for the group's messages or notices to a user connected to this node,
+//     or for the users it deleted (their cached tokens are cleared at the commit): four
+//     times as long as the last commit took, at most CommitDelay. Cheap commits on a quiet
+//     node follow each other closely, and expensive ones under load are spaced out so
+//     that each carries more, with the committer busy at most a fifth of the time;
 //   - a read, for entries of the open group: twice as long as the last commit took.
 //
 // The rest counts from the end of the last commit, so a write after a quiet spell is
@@ -61,6 +61,10 @@ type group struct {
 	last    uint64 // index of the last entry applied in it
 	entries int
 	eff     effects
+	// awaited: Options.Awaits said yes to some of eff's messages or notices; asked and
+	// askedNotices count those it was shown, so each is shown once.
+	awaited             bool
+	asked, askedNotices int
 }
 
 // commitState is the FSM's group-commit machinery. Lock order: txMu before FSM.mu.
@@ -316,15 +320,21 @@ func (f *FSM) lingerLocked(g *group) time.Duration {
 }
 
 // awaitedLocked reports whether the world outside waits for g's commit, reads apart: for
-// the users it deleted, or for its messages and notices if anyone listens for them.
+// the users it deleted, or for the messages and notices that Options.Awaits says someone
+// waits for. Each is asked about once, when the committer first considers it: a user who
+// connects later registers before reading its starting point, so it gets the rest with
+// the commit, at the latest CommitDelay after the last.
 func (f *FSM) awaitedLocked(g *group) bool {
-	if len(g.eff.deleted) > 0 {
+	if len(g.eff.deleted) > 0 || g.awaited {
 		return true
 	}
-	if len(g.eff.msgs) == 0 && len(g.eff.notices) == 0 {
+	msgs, notices := g.eff.msgs[g.asked:], g.eff.notices[g.askedNotices:]
+	if len(msgs) == 0 && len(notices) == 0 {
 		return false
 	}
-	return f.opts.Listening == nil || f.opts.Listening()
+	g.asked, g.askedNotices = len(g.eff.msgs), len(g.eff.notices)
+	g.awaited = f.opts.Awaits == nil || f.opts.Awaits(msgs, notices)
+	return g.awaited
 }
 
 // wantRead records that a read waits for index to be committed, and wakes the committer

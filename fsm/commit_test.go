@@ -213,11 +213,21 @@ func TestRestorePastAWaitingReadClearsIt(t *testing.T) {
 }
 
 // A group that nobody waits for rests the whole CommitDelay (here an hour). One whose
-// messages a listener waits for, or that deleted a user, rests four times as long as the
-// last commit took (here 4 × 100 ms).
+// messages a connected user receives (Options.Awaits), or that deleted a user, rests four
+// times as long as the last commit took (here 4 × 100 ms). Awaits sees each message once.
 func TestGroupCommitAtLeisureUnlessAwaited(t *testing.T) {
-	var listening atomic.Bool
-	h := groupHarness(t, Options{Listening: listening.Load})
+	// Awaits stands in for the gateway with c connected: a message is awaited if c
+	// receives it.
+	var shown atomic.Int64
+	h := groupHarness(t, Options{Awaits: func(msgs []Message, notices []Notice) bool {
+		shown.Add(int64(len(msgs) + len(notices)))
+		for _, m := range msgs {
+			if m.RecvID == "c" || m.SendID == "c" {
+				return true
+			}
+		}
+		return false
+	}})
 	h.register("a", "b", "c")
 	h.f.Flush()
 	lastCommitTook := func(d time.Duration) {
@@ -235,19 +245,20 @@ func TestGroupCommitAtLeisureUnlessAwaited(t *testing.T) {
 	}
 
 	lastCommitTook(100 * time.Millisecond)
-	h.send("a", "b", SessionSingle, "nobody listens")
+	h.send("a", "b", SessionSingle, "nobody connected receives it")
 	if committedWithin(time.Second) {
-		t.Fatal("a message nobody listens for was committed within a second, not at leisure")
+		t.Fatal("a message nobody waits for was committed within a second, not at leisure")
 	}
-	listening.Store(true)
-	h.send("a", "b", SessionSingle, "someone listens") // Apply wakes the committer
+	h.send("a", "c", SessionSingle, "c receives it") // Apply wakes the committer
 	if !committedWithin(3 * time.Second) {
-		t.Fatal("messages a listener waits for were not committed within 3 s (400 ms expected)")
+		t.Fatal("a message a connected user waits for was not committed within 3 s (400 ms expected)")
+	}
+	if n := shown.Load(); n != 2 {
+		t.Fatalf("Awaits was shown %d messages, want each of the 2 once", n)
 	}
 
-	listening.Store(false)
 	lastCommitTook(100 * time.Millisecond)
-	h.mustApply(CmdDeleteUsers, &DeleteUsers{UIDs: []string{"c"}})
+	h.mustApply(CmdDeleteUsers, &DeleteUsers{UIDs: []string{"b"}})
 	if !committedWithin(3 * time.Second) {
 		t.Fatal("a user's deletion was not committed within 3 s (400 ms expected)")
 	}

@@ -27,10 +27,12 @@ type Options struct {
 	// OnNotices, if set, is called after commit with the notices a batch produced (see
 	// Notice), in log order, after OnCommit for the same batch.
 	OnNotices func(notices []Notice)
-	// Listening, if set, reports whether OnCommit and OnNotices have anyone to tell (the
-	// gateway: whether it holds a connection). A group whose messages and notices nobody
-	// listens for is committed at leisure (see lingerLocked). Unset, they always hurry it.
-	Listening func() bool
+	// Awaits, if set, reports whether OnCommit or OnNotices would hand any of msgs or
+	// notices to someone now (the gateway: whether one of their recipients is connected to
+	// this node). A group none of whose messages and notices is awaited is committed at
+	// leisure (see lingerLocked); unset, they always hurry it. It is called with the FSM's
+	// transaction lock held, so it must not block or call into the FSM.
+	Awaits func(msgs []Message, notices []Notice) bool
 	// CommitDelay, if positive, turns on group commit: batches go into one open write
 	// transaction, which a background goroutine commits at least once per CommitDelay
 	// while there are batches (see commit.go). Zero commits every batch before ApplyBatch

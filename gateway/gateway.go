@@ -145,6 +145,10 @@ type Gateway struct {
 	// mu guards byUID; the dispatcher reads it, (un)registration writes it.
 	mu    sync.RWMutex
 	byUID map[string]map[*conn]struct{}
+	// online holds byUID's keys (uid -> struct{}), written with it under mu and read
+	// without it by Awaits, which the FSM calls under its transaction lock: taking mu
+	// there would order mu after that lock, while the dispatcher reads the store under mu.
+	online sync.Map
 
 	// nconns counts registered connections, reserved counts handshakes in progress too
 	// (for MaxConnections).
@@ -240,10 +244,38 @@ func (g *Gateway) OnNotices(notices []fsm.Notice) {
 	g.enqueue(event{notices: notices})
 }
 
-// Listening is the FSM's fsm.Options.Listening: whether the gateway would route a batch
-// now (it is started and holds a connection). While it does not, the FSM need not hurry
-// its commits for pushes.
+// Listening reports whether the gateway would route a batch now: it is started and holds
+// a connection.
 func (g *Gateway) Listening() bool { return g.started.Load() && g.nconns.Load() > 0 }
+
+// Awaits is the FSM's fsm.Options.Awaits: whether a user connected to this node would
+// receive one of msgs or notices now. The FSM commits a group that nobody here waits for
+// at leisure. A group message counts as awaited whenever anyone is connected: its members
+// are in the store, which Awaits may not read under the FSM's lock.
+func (g *Gateway) Awaits(msgs []fsm.Message, notices []fsm.Notice) bool {
+	if !g.Listening() {
+		return false
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		if m.SessionType != fsm.SessionSingle || g.isOnline(m.SendID) || g.isOnline(m.RecvID) {
+			return true
+		}
+	}
+	for i := range notices {
+		for _, uid := range notices[i].UIDs {
+			if g.isOnline(uid) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (g *Gateway) isOnline(uid string) bool {
+	_, ok := g.online.Load(uid)
+	return ok
+}
 
 func (g *Gateway) enqueue(ev event) {
 	// With no connection nobody can miss the batch: a connection registers before it
@@ -296,6 +328,7 @@ func (g *Gateway) register(c *conn) {
 	if set == nil {
 		set = map[*conn]struct{}{}
 		g.byUID[c.uid] = set
+		g.online.Store(c.uid, struct{}{})
 	}
 	set[c] = struct{}{}
 	g.nconns.Add(1)
@@ -309,6 +342,7 @@ func (g *Gateway) unregister(c *conn) {
 		delete(set, c)
 		if len(set) == 0 {
 			delete(g.byUID, c.uid)
+			g.online.Delete(c.uid)
 		}
 	}
 	g.nconns.Add(-1)

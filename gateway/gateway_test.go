@@ -74,6 +74,53 @@ func TestListeningWhileConnected(t *testing.T) {
 	}
 }
 
+// Awaits says yes to a message or notice that a user connected here would receive: the
+// FSM commits the rest at leisure.
+func TestAwaitsConnectedRecipients(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.register("alice", "bob", "carol", "dave")
+	single := func(from, to string) []fsm.Message {
+		return []fsm.Message{{SessionType: fsm.SessionSingle, SendID: from, RecvID: to}}
+	}
+	notice := func(uids ...string) []fsm.Notice { return []fsm.Notice{{Type: "revoke", UIDs: uids}} }
+	if h.gw.Awaits(single("bob", "alice"), notice("alice")) {
+		t.Fatal("awaited with no connection")
+	}
+	alice := h.mustDial("tok:alice")
+	carol := h.mustDial("tok:carol")
+	defer carol.ws.Close()
+	for _, tc := range []struct {
+		name    string
+		msgs    []fsm.Message
+		notices []fsm.Notice
+		want    bool
+	}{
+		{"to alice", single("bob", "alice"), nil, true},
+		{"from alice, to her other devices", single("alice", "bob"), nil, true},
+		{"between users not connected", single("bob", "dave"), nil, false},
+		{"one of several to alice", append(single("bob", "dave"), single("dave", "alice")...), nil, true},
+		{"a group message, whoever its members", []fsm.Message{{SessionType: fsm.SessionGroup, SendID: "bob", RecvID: "g1"}}, nil, true},
+		{"a notice to others", nil, notice("bob", "dave"), false},
+		{"a notice to carol among others", nil, notice("bob", "carol"), true},
+		{"nothing", nil, nil, false},
+	} {
+		if got := h.gw.Awaits(tc.msgs, tc.notices); got != tc.want {
+			t.Errorf("%s: Awaits = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	_ = alice.ws.Close()
+	deadline := time.Now().Add(wait)
+	for h.gw.Awaits(single("bob", "alice"), nil) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a message to alice still awaited %v after her only connection closed", wait)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !h.gw.Awaits(single("bob", "carol"), nil) {
+		t.Fatal("a message to carol not awaited while she stays connected")
+	}
+}
+
 func TestGroupRoutingBothWays(t *testing.T) {
 	// Few connected uids, big group: probe each uid. Many connected uids, small group:
 	// scan the group. Both must reach exactly the connected members.

@@ -81,7 +81,7 @@ func run(cfg config.Config, logger *slog.Logger) error {
 	gw := newGateway(cfg, logger)
 	f, err := fsm.Open(filepath.Join(cfg.DataDir, "fsm.db"), fsm.Options{Logger: logger,
 		OnCommit: gw.OnCommit, OnUsersDeleted: gw.OnUsersDeleted, OnNotices: gw.OnNotices,
-		Listening: gw.Listening, CommitDelay: cfg.FSMCommitDelay.D()})
+		Awaits: gw.Awaits, CommitDelay: cfg.FSMCommitDelay.D()})
 	if err != nil {
 		return err
 	}
