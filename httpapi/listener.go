@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -38,4 +39,14 @@ func (l *patientListener) Accept() (net.Conn, error) {
 func retryableAccept(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
+}
+
+// Listen opens the API's TCP listener on addr. Accepted connections get no TCP keep-alive
+// probes: the server's own timeouts close an idle or stalled HTTP connection (idleTimeout,
+// readTimeout) and the gateway pings its WebSocket clients (PongWait), so the probes would
+// find nothing those do not, and setting them up costs four setsockopt calls per accepted
+// connection, paid on every request by a client that opens a connection per request.
+func Listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
 }

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -108,7 +107,7 @@ func run(cfg config.Config, logger *slog.Logger) error {
 	n.Register(api.Registry())
 	cl.Register(api.Registry())
 	startGateway(cfg, gw, f, n, api, logger)
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	ln, err := httpapi.Listen(cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
