@@ -9,8 +9,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-
-	"github.com/imnode/imnode/internal/proctest"
 )
 
 // The binary serves its API from httpapi.Listen: a connection it accepts has no TCP
@@ -20,8 +18,7 @@ func TestAcceptedConnectionsHaveNoKeepAliveTimer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
 	}
-	n := proctest.Launch(t, "k", 1)[0]
-	n.WaitReady()
+	n := startCluster(t, 1)[0]
 	c, err := net.Dial("tcp", n.HTTP)
 	if err != nil {
 		t.Fatal(err)
